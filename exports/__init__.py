@@ -1,0 +1,1 @@
+"""The export toolkit: warehouse engines, writers, storage backends. Knows nothing of queries or HTTP."""

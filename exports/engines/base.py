@@ -1,0 +1,89 @@
+"""The warehouse engine interface: SQL with bound parameters in, Arrow record batches out.
+
+An engine is one module in this package with one class, registered by URL scheme in `exports.engines`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from exports.schema import Column
+
+EVENTS_TABLE = "events"
+ROW_ID = "_row_id"  # load order; the tie-break that makes output order total and equal on every engine
+
+
+class WarehouseError(Exception):
+    """An engine failure. `retryable` says whether running the same statement again may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class QueryCanceled(WarehouseError):
+    """The statement was interrupted by cancel()."""
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between engines in the SQL the compiler writes."""
+
+    name: str
+    paramstyle: str  # "qmark" (?) or "format" (%s)
+    type_names: dict[str, str]  # ColumnType value -> SQL type name
+
+    def placeholder(self) -> str:
+        return "?" if self.paramstyle == "qmark" else "%s"
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A compiled query: SQL text, its positional parameters and the output columns, in order."""
+
+    sql: str
+    params: tuple[Any, ...]
+    columns: tuple[Column, ...]
+    dialect: str
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What the engine expects a statement to read; `rows` may be an upper bound."""
+
+    rows: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class WarehouseEngine(abc.ABC):
+    """One warehouse. `execute` streams; `cancel` may be called from another thread while it does."""
+
+    dialect: ClassVar[Dialect]
+
+    @abc.abstractmethod
+    def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Run the statement and yield record batches whose schema matches statement.columns."""
+
+    @abc.abstractmethod
+    def estimate(self, statement: Statement) -> Estimate:
+        """How many rows the statement will scan at most, without running it to completion."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the statement running in execute(), if any; execute() then raises QueryCanceled."""
+
+    @abc.abstractmethod
+    def ensure_schema(self, columns: Sequence[Column]) -> None:
+        """Create the events table (and its indexes) if missing; add missing columns."""
+
+    @abc.abstractmethod
+    def load(self, table: pa.Table) -> int:
+        """Append rows in one transaction (all or nothing); assigns _row_id. Returns rows loaded."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

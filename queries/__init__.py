@@ -1,0 +1,1 @@
+"""The query domain: catalog, validation, compilation, query requests, services, tasks, API, admin."""
