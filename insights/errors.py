@@ -42,7 +42,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApiError):
         return Response(exc.body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        return Response(UNAUTHORIZED_BODY, status=401)
+        auth_header = getattr(exc, "auth_header", None)
+        return Response(UNAUTHORIZED_BODY, status=401,
+                        headers={"WWW-Authenticate": auth_header} if auth_header else None)
     if isinstance(exc, Http404):
         return Response({"code": 404, "message": "Not found."}, status=404)
     if isinstance(exc, exceptions.APIException):

@@ -1,0 +1,57 @@
+"""DRF authentication and permission for the customer API: `Authorization: Bearer <API key or token>`.
+
+`request.auth` is the Customer the call acts for; `request.user` is the Django user (access tokens) or an
+`ApiKeyPrincipal` (API keys). Every failure ends as 401 `{"code": 401, "error": "Unauthorized"}` through
+`insights.errors.exception_handler`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rest_framework import authentication, exceptions, permissions
+
+from insights.models import Customer
+from insights.services import credential_resolve
+
+if TYPE_CHECKING:  # DRF imports this module while rest_framework.views is still loading
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+BEARER = b"bearer"
+WWW_AUTHENTICATE = 'Bearer realm="insights"'
+
+
+class BearerAuthentication(authentication.BaseAuthentication):
+    """Resolves `Authorization: Bearer <credential>` to `(principal, customer)`.
+
+    No Authorization header, or another scheme, returns None (DRF's convention: not ours to judge), and the
+    IsCustomer permission then answers 401. A Bearer header that is malformed or names no valid credential
+    raises AuthenticationFailed.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Customer] | None:
+        parts = authentication.get_authorization_header(request).split()
+        if not parts or parts[0].lower() != BEARER:
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+        try:
+            raw = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.") from None
+        credential = credential_resolve(raw)
+        if credential is None:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked credential.")
+        return credential.principal, credential.customer
+
+    def authenticate_header(self, request: Request) -> str:
+        # A non-empty challenge makes DRF answer 401 rather than 403 when no credential was sent.
+        return WWW_AUTHENTICATE
+
+
+class IsCustomer(permissions.BasePermission):
+    """The request was authenticated for a customer (by BearerAuthentication)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return isinstance(request.auth, Customer)
