@@ -113,17 +113,23 @@ class Query:
 
 def _canonical_value(value: Value) -> Any:
     if isinstance(value, tuple):
-        items = [_canonical_value(v) for v in value]
-        return sorted(set(items), key=lambda v: (type(v).__name__, v))
+        items = {json.dumps(_canonical_value(v), sort_keys=True): _canonical_value(v) for v in value}
+        return [items[k] for k in sorted(items)]
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, float) and value.is_integer():
-        return value  # json keeps 5.0 distinct from 5, which is right: the field's type decides, not the spelling
+    if isinstance(value, float):
+        return value + 0.0  # -0.0 and 0.0 are one value; the field's type, not the spelling, decides 5 vs 5.0
     return value
 
 
-def _canonical_conditions(conditions: tuple[Condition, ...]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for c in conditions:
-        out.setdefault(c.field.name, {})[c.op.value] = _canonical_value(c.value)
-    return out
+def _canonical_conditions(conditions: tuple[Condition, ...]) -> list[list[Any]]:
+    """Sorted, de-duplicated [field, op, value] triples: two values for one (field, op) both count."""
+    triples = {
+        json.dumps([c.field.name, c.op.value, _canonical_value(c.value)], sort_keys=True): [
+            c.field.name,
+            c.op.value,
+            _canonical_value(c.value),
+        ]
+        for c in conditions
+    }
+    return [triples[k] for k in sorted(triples)]
