@@ -1,0 +1,153 @@
+"""The storage interface: where finished exports are published and read back from.
+
+A backend is one module in this package with one Storage subclass, registered by kind in `exports.storage`.
+Keys are relative POSIX paths (`reports/acme/<guid>_QueryExport_<ms>__000000000000.csv.gz`); each backend
+maps them under its own root (a directory, an SFTP base dir, an S3 prefix).
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import posixpath
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+
+class StorageError(Exception):
+    """A storage failure. `retryable` says whether the same operation may succeed if tried again."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class ObjectNotFound(StorageError):
+    """No object under that key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    size: int
+    modified: datetime  # timezone-aware
+    etag: str | None  # an opaque validator (no quotes) that changes when the content may have changed
+
+
+def key_validate(key: str) -> str:
+    """Return `key` if it is a clean relative POSIX path, else raise StorageError (never retryable).
+
+    Refused: empty keys, absolute paths, backslashes, NUL, empty segments (`a//b`, trailing `/`) and `.` or
+    `..` segments, so that no key can leave a backend's root whatever the backend does with it.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageError("storage key must be a non-empty string")
+    if "\\" in key or "\x00" in key:
+        raise StorageError(f"invalid storage key {key!r}")
+    if key.startswith("/") or posixpath.isabs(key):
+        raise StorageError(f"storage key must be relative: {key!r}")
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
+
+
+def staging_name(name: str) -> str:
+    """A hidden, unique name next to `name` for an upload that is not published yet."""
+    return f".{name}.{uuid.uuid4().hex[:16]}.partial"
+
+
+class RangeReader(io.RawIOBase):
+    """Reads at most `length` bytes of `stream` from its current position; closing it closes `stream`."""
+
+    def __init__(self, stream: BinaryIO, length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._remaining = max(0, length)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._remaining <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")[: self._remaining]
+        data = self._stream.read(len(view))
+        view[: len(data)] = data
+        self._remaining -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
+def range_check(start: int | None, end: int | None) -> tuple[int, int | None]:
+    """Normalise an `open()` range: `start` inclusive (default 0), `end` exclusive (default: to the end)."""
+    first = 0 if start is None else start
+    if first < 0 or (end is not None and end < first):
+        raise ValueError(f"invalid byte range start={start} end={end}")
+    return first, end
+
+
+class Storage(abc.ABC):
+    """One place exports go to. Implementations must be safe to use from one thread at a time."""
+
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+        """Publish local files under keys, then the manifest bytes under its key, all or nothing.
+
+        Everything is uploaded under temporary names first and moved to its final key only once every
+        upload succeeded, the manifest last. On any failure whatever this call wrote is removed and
+        StorageError is raised: no final key is left half-published. Existing keys are overwritten. The
+        local source files are left in place (the caller removes them).
+        """
+
+    @abc.abstractmethod
+    def open(self, key: str, start: int | None = None, end: int | None = None) -> BinaryIO:
+        """A binary stream of the object's bytes [start, end) (end exclusive, like slicing; clamped to the
+        size). ObjectNotFound when the key does not exist."""
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectStat:
+        """Size, modification time and etag. ObjectNotFound when the key does not exist."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove the objects; keys that do not exist are ignored (deleting is idempotent)."""
+
+    def size(self, key: str) -> int:
+        return self.stat(key).size
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def presigned_url(self, key: str, expires: int) -> str | None:
+        """A URL a client can download the object from for `expires` seconds, or None (the default) when
+        the backend cannot sign URLs and the object must be streamed through the API."""
+        return None
+
+    def test_connection(self) -> None:
+        """Write a probe object through publish(), read it back and delete it; StorageError on failure."""
+        key = f".insights-probe-{uuid.uuid4().hex}"
+        payload = f"insights storage probe {key}\n".encode()
+        self.publish([], (payload, key))
+        try:
+            with self.open(key) as stream:
+                echoed = stream.read()
+            if echoed != payload:
+                raise StorageError("storage probe read back different bytes than were written")
+        finally:
+            self.delete([key])
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,153 @@
+"""A local directory as storage: the embedded default, and what tests publish to."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from exports.storage.base import (
+    ObjectNotFound,
+    ObjectStat,
+    RangeReader,
+    Storage,
+    StorageError,
+    key_validate,
+    range_check,
+    staging_name,
+)
+
+
+class LocalStorage(Storage):
+    """Keys are relative paths under `root`. Publishing stages every file next to its final path (a hard
+    link when the source is on the same file system, else a copy), fsyncs it, then renames it into place
+    with os.replace, manifest last."""
+
+    kind = "local"
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+
+    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+        manifest_content, manifest_key = manifest
+        targets = [(Path(source), self._path(key)) for source, key in files]
+        manifest_path = self._path(manifest_key)
+        finals = [final for _, final in targets] + [manifest_path]
+        if len(set(finals)) != len(finals):
+            raise StorageError("publish: the same key appears twice")
+        staged: list[tuple[Path, Path]] = []  # (temporary, final), in publishing order
+        placed: list[Path] = []
+        try:
+            for source, final in targets:
+                staged.append((self._staging_path(final), final))
+                _stage_copy(source, staged[-1][0])
+            staged.append((self._staging_path(manifest_path), manifest_path))
+            _stage_bytes(manifest_content, staged[-1][0])
+            for temporary, final in staged:
+                os.replace(temporary, final)
+                placed.append(final)
+            for directory in {final.parent for final in finals}:
+                _fsync_directory(directory)
+        except OSError as exc:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            for final in placed:
+                final.unlink(missing_ok=True)
+            raise _storage_error(exc, "publish") from exc
+
+    def open(self, key: str, start: int | None = None, end: int | None = None) -> BinaryIO:
+        first, stop = range_check(start, end)
+        path = self._path(key)
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise _storage_error(exc, "open", key) from exc
+        if first == 0 and stop is None:
+            return stream
+        stream.seek(first)
+        length = (stop if stop is not None else os.fstat(stream.fileno()).st_size) - first
+        return cast(BinaryIO, io.BufferedReader(RangeReader(stream, length)))
+
+    def stat(self, key: str) -> ObjectStat:
+        try:
+            status = self._path(key).stat()
+        except OSError as exc:
+            raise _storage_error(exc, "stat", key) from exc
+        if not stat.S_ISREG(status.st_mode):
+            raise ObjectNotFound(f"no object under {key!r}")
+        return ObjectStat(
+            size=status.st_size,
+            modified=datetime.fromtimestamp(status.st_mtime, tz=UTC),
+            etag=f"{status.st_ino:x}-{status.st_size:x}-{status.st_mtime_ns:x}",
+        )
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            try:
+                self._path(key).unlink(missing_ok=True)
+            except OSError as exc:
+                raise _storage_error(exc, "delete", key) from exc
+
+    def _path(self, key: str) -> Path:
+        """The file for a key; refuses keys that would leave the root, symlinks included."""
+        path = self.root / key_validate(key)
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise StorageError(f"storage key escapes the root: {key!r}")
+        return path
+
+    def _staging_path(self, final: Path) -> Path:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(staging_name(final.name))
+
+
+def _stage_copy(source: Path, temporary: Path) -> None:
+    try:
+        os.link(source, temporary)  # same file system: no bytes copied
+    except OSError as exc:
+        if not source.is_file():
+            raise FileNotFoundError(errno.ENOENT, "no such export file", str(source)) from exc
+        shutil.copyfile(source, temporary)
+    _fsync_file(temporary)
+
+
+def _stage_bytes(content: bytes, temporary: Path) -> None:
+    with temporary.open("xb") as stream:
+        stream.write(content)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make the renames durable: a rename lives in the directory, not in the file."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _storage_error(exc: OSError, action: str, key: str | None = None) -> StorageError:
+    where = f" {key!r}" if key is not None else ""
+    if action in ("open", "stat") and isinstance(
+        exc, FileNotFoundError | IsADirectoryError | NotADirectoryError
+    ):
+        return ObjectNotFound(f"no object under{where}")
+    # A permission problem or a missing source file will not fix itself; a full or failing disk may.
+    retryable = not isinstance(
+        exc, PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError
+    )
+    return StorageError(f"local storage {action}{where} failed: {exc.strerror or exc}", retryable=retryable)
