@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
+
 # Timing-based checks make a property test's verdict depend on the machine's load; the suite runs on 2 cores
 # beside real servers, so correctness is judged without them.
 settings.register_profile("insights", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("insights")
-
-from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")

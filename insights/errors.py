@@ -17,8 +17,13 @@ UNAUTHORIZED_BODY = {"code": 401, "error": "Unauthorized"}
 class ApiError(exceptions.APIException):
     """An error whose `message` is sent as is (a string or an object), with `status_code`."""
 
-    def __init__(self, message: Any, *, status_code: int = status.HTTP_400_BAD_REQUEST,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: Any,
+        *,
+        status_code: int = status.HTTP_400_BAD_REQUEST,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail="")
         self.message = message
         self.status_code = status_code
@@ -43,8 +48,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(exc.body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         auth_header = getattr(exc, "auth_header", None)
-        return Response(UNAUTHORIZED_BODY, status=401,
-                        headers={"WWW-Authenticate": auth_header} if auth_header else None)
+        return Response(
+            UNAUTHORIZED_BODY, status=401, headers={"WWW-Authenticate": auth_header} if auth_header else None
+        )
     if isinstance(exc, Http404):
         return Response({"code": 404, "message": "Not found."}, status=404)
     if isinstance(exc, exceptions.APIException):

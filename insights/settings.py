@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's static files, with no separate web server
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -81,6 +82,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 
 # The warehouse holding the events (DuckDB file by default, or postgresql://...).
 WAREHOUSE_URL = env_str("WAREHOUSE_URL", f"duckdb:///{VAR_DIR / 'warehouse.duckdb'}")
@@ -125,6 +130,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["insights.authentication.IsCustomer"],
     "EXCEPTION_HANDLER": "insights.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Bodies spelled like the documented ones ({"code": 400, "message": ...}): ", " and ": " separators.
+    "COMPACT_JSON": False,
 }
 
 LOGGING = {

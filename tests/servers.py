@@ -104,9 +104,25 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     port = free_port()
     process = subprocess.Popen(
-        [postgres, "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", str(sockets),
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
+        [
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(sockets),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         **drop,  # type: ignore[arg-type]
@@ -135,8 +151,19 @@ def redis_server() -> Iterator[RedisServer]:
     base = Path(tempfile.mkdtemp(prefix="insights-redis-"))
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(base)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(base),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

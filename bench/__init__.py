@@ -1,0 +1,1 @@
+"""`make bench`: performance figures as ratios against anchors measured in the same run."""

@@ -1,0 +1,35 @@
+"""Run every benchmark section in one process tree: `python -m bench [section ...]`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "insights.settings")
+
+import django
+
+django.setup()
+
+from bench import compile as compile_bench  # noqa: E402
+from bench import pruning  # noqa: E402
+from bench.report import Report  # noqa: E402
+
+SECTIONS = {"compile": compile_bench.run, "pruning": pruning.run}
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or list(SECTIONS)
+    unknown = [name for name in wanted if name not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}", file=sys.stderr)
+        return 2
+    report = Report()
+    for name in wanted:
+        SECTIONS[name](report)
+    report.save()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

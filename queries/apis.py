@@ -1,0 +1,192 @@
+"""The Insights HTTP API (/_rest/v4/dwh/Q...): thin views over services and selectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.http import http_date
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from insights.errors import ApiError
+from insights.models import Customer
+from queries.delivery import customer_storage
+from queries.downloads import RangeNotSatisfiable, byte_range_parse
+from queries.errors import ConcurrencyLimitReached, QueryConflict, QueryError, QueryNotFound
+from queries.models import QueryRequest, QueryStatus
+from queries.selectors import catalog_describe, query_get
+from queries.services import query_cancel, query_create
+from queries.validation import QueryValidationError
+
+PENDING_LOCATION = "Process has not finish yet, please verify the status of your request"
+RETRY_AFTER_SECONDS = 5
+CHUNK = 256 * 1024
+
+
+class NotFoundError(ApiError):
+    """The original API's body for an unknown guid, a list; we answer 404 where it answers 500."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status_code=status.HTTP_404_NOT_FOUND)
+
+    @property
+    def body(self) -> Any:
+        return [{"message": self.message, "code": 404}]
+
+
+def _as_api_error(exc: Exception) -> Exception:
+    if isinstance(exc, QueryValidationError):
+        return ApiError(exc.message)
+    if isinstance(exc, ConcurrencyLimitReached):
+        return ApiError(exc.message, status_code=429, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    if isinstance(exc, QueryNotFound):
+        return NotFoundError(exc.message)
+    if isinstance(exc, QueryConflict):
+        return ApiError(exc.message, status_code=status.HTTP_409_CONFLICT)
+    if isinstance(exc, QueryError):
+        return ApiError(exc.message)
+    return exc
+
+
+class QueryApiBase(APIView):
+    def handle_exception(self, exc: Exception) -> Response:
+        return super().handle_exception(_as_api_error(exc))
+
+    def customer(self, request: Request) -> Customer:
+        assert isinstance(request.auth, Customer)
+        return request.auth
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class QueryCollectionApi(QueryApiBase):
+    """GET: the catalog (data dictionary). POST: submit a query."""
+
+    def get(self, request: Request) -> Response:
+        verbose = request.query_params.get("verbose", "") in ("1", "true", "yes")
+        return Response(catalog_describe(verbose=verbose))
+
+    def post(self, request: Request) -> Response:
+        created = query_create(customer=self.customer(request), body=request.data)
+        return Response({"id": created.guid}, status=status.HTTP_201_CREATED)
+
+
+def status_body(query: QueryRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": query.status, "guid": query.guid}
+    if query.status in (QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED):
+        body["messages"] = list(query.messages)
+    body["progress"] = {"rows": query.progress_rows, "bytes": query.progress_bytes}
+    body["submitted_at"] = _iso(query.submitted_at)
+    body["started_at"] = _iso(query.started_at)
+    body["finished_at"] = _iso(query.finished_at)
+    return body
+
+
+class QueryStatusApi(QueryApiBase):
+    def get(self, request: Request, guid: str) -> Response:
+        return Response(status_body(query_get(customer=self.customer(request), guid=guid)))
+
+
+def location_body(query: QueryRequest) -> dict[str, Any]:
+    if query.status == QueryStatus.PENDING:
+        return {"status": PENDING_LOCATION, "guid": query.guid}
+    if query.status == QueryStatus.COMPLETED:
+        paths = ", ".join(f"'{f['path']}'" for f in query.files)
+        return {
+            "status": f"Process finished. Download: [{paths}]",
+            "guid": query.guid,
+            "files": [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files],
+        }
+    return {
+        "status": f"Process ended with status {query.status}: " + "; ".join(query.messages),
+        "guid": query.guid,
+        "messages": list(query.messages),
+    }
+
+
+def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
+    name = part["path"].rsplit("/", 1)[-1]
+    return {
+        "Content-Type": "application/gzip",
+        "Content-Length": str(part["size"]),
+        "ETag": f'"{part["sha256"]}"',
+        "Last-Modified": http_date((query.finished_at or query.submitted_at).timestamp()),
+        "Content-Disposition": f'attachment; filename="{name}"',
+        "Accept-Ranges": "bytes",
+    }
+
+
+class QueryDetailApi(QueryApiBase):
+    """GET: where the result is. HEAD: the first file's download headers. DELETE: cancel."""
+
+    def get(self, request: Request, guid: str) -> Response:
+        query = query_get(customer=self.customer(request), guid=guid)
+        if query.status == QueryStatus.EXPIRED:
+            raise ApiError(
+                f"The result of query {query.guid} has expired and its files were deleted; run the query again.",
+                status_code=status.HTTP_410_GONE,
+            )
+        return Response(location_body(query))
+
+    def head(self, request: Request, guid: str) -> HttpResponse:
+        query = query_get(customer=self.customer(request), guid=guid)
+        response = HttpResponse(status=200)
+        if query.status == QueryStatus.COMPLETED and query.files:
+            for key, value in _file_headers(query, query.files[0]).items():
+                response[key] = value
+            response["X-Row-Count"] = str(query.row_count or 0)
+        else:
+            response["Content-Length"] = "0"
+        response["X-Query-Status"] = query.status
+        return response
+
+    def delete(self, request: Request, guid: str) -> Response:
+        query = query_cancel(request=query_get(customer=self.customer(request), guid=guid))
+        return Response({"status": query.status, "guid": query.guid}, status=status.HTTP_202_ACCEPTED)
+
+
+class QueryDownloadApi(QueryApiBase):
+    """A result part streamed over HTTPS, with single-range support."""
+
+    def get(self, request: Request, guid: str, part: int = 0) -> HttpResponse:
+        query = query_get(customer=self.customer(request), guid=guid)
+        if query.status != QueryStatus.COMPLETED:
+            raise QueryConflict(f"Query {query.guid} has no result to download (status {query.status}).")
+        if part >= len(query.files):
+            raise ApiError(
+                f"Query {query.guid} has {len(query.files)} part(s); part {part} does not exist.",
+                status_code=status.HTTP_404_NOT_FOUND,
+            )
+        entry = query.files[part]
+        size = int(entry["size"])
+        headers = _file_headers(query, entry)
+        try:
+            wanted = byte_range_parse(request.headers.get("Range"), size)
+        except RangeNotSatisfiable:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        first, last = wanted if wanted else (0, size - 1)
+        stream = customer_storage(query.customer).open(entry["path"], start=first, end=last + 1)
+        response = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
+        for key, value in headers.items():
+            response[key] = value
+        response["Content-Length"] = str(last - first + 1 if size else 0)
+        if wanted:
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        return response
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    with stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk

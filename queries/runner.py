@@ -1,0 +1,170 @@
+"""Run one query: compile -> warehouse engine -> CSV/gzip parts -> storage, under a heartbeat lease.
+
+A supervisor thread extends the lease every HEARTBEAT seconds and watches for a cancel; on a cancel (or a lost
+lease) it interrupts the warehouse statement and the writer stops before the next batch. Nothing is published
+unless every part was written, and the final transition is fenced by the attempt number.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
+from exports.storage.base import StorageError
+from exports.writers import (
+    PartFile,
+    WriteCanceled,
+    WriteError,
+    WriteLimitExceeded,
+    manifest_build,
+    manifest_bytes,
+    manifest_file_name,
+    manifest_schema,
+    part_file_name,
+    write_csv_gzip_parts,
+)
+from queries.compiler import query_compile
+from queries.delivery import customer_storage, report_key
+from queries.errors import QueryFailed
+from queries.models import QueryStatus
+from queries.services import Claim, query_claim, query_complete, query_fail, query_heartbeat
+from queries.validation import QueryValidationError, query_validate
+from queries.warehouse import warehouse_engine
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = 1.0
+EMPTY_RESULT = "The query returned empty values"
+CANCELED = "Canceled at the customer's request."
+
+
+@dataclass
+class _Progress:
+    """Written by the export thread, read by the supervisor; the stop event crosses between them."""
+
+    rows: int = 0
+    bytes: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def update(self, rows: int, bytes_written: int) -> None:
+        self.rows, self.bytes = rows, bytes_written
+
+
+def query_run(*, query_id: int) -> None:
+    """Run a pending query if no live worker holds it; safe to call twice for the same id."""
+    claim = query_claim(query_id=query_id)
+    if claim is None:
+        logger.info("query %s: nothing to run (finished, canceled or held by another worker)", query_id)
+        return
+    workdir = Path(settings.VAR_DIR) / "work" / f"{claim.request.guid}-{claim.attempt}"
+    try:
+        _run(claim, workdir)
+    except QueryFailed as failure:
+        query_fail(claim=claim, message=failure.message)
+    except Exception:
+        logger.exception("query %s attempt %s failed unexpectedly", claim.request.guid, claim.attempt)
+        query_fail(claim=claim, message="The query failed because of an internal error; it has been logged.")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(claim: Claim, workdir: Path) -> None:
+    customer = claim.request.customer
+    try:
+        query = query_validate(claim.request.body, max_window=timedelta(days=customer.max_window_days))
+    except QueryValidationError as error:
+        raise QueryFailed(f"The query is no longer valid: {error.message}") from None
+    engine = warehouse_engine()
+    statement = query_compile(query, customer_id=customer.key, dialect=engine.dialect)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        parts = _export(claim, engine, statement, workdir)
+    except (QueryCanceled, WriteCanceled):
+        query_fail(claim=claim, status=QueryStatus.CANCELED, message=CANCELED)
+        return
+    except WriteLimitExceeded:
+        raise QueryFailed(
+            f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
+            "narrow the timestamp window, the fields or the filters."
+        ) from None
+    except WarehouseError as error:
+        raise QueryFailed(f"The warehouse could not run the query: {error}") from None
+    except WriteError as error:
+        raise QueryFailed(f"The result could not be written: {error}") from None
+    if sum(p.rows for p in parts) == 0:
+        raise QueryFailed(EMPTY_RESULT)
+    _publish(claim, parts, schema=manifest_schema(statement.columns))
+
+
+def _export(claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path) -> list[PartFile]:
+    progress = _Progress()
+    supervisor = threading.Thread(target=_supervise, args=(claim, engine, progress), daemon=True)
+    epoch_ms = int(time.time() * 1000)
+    guid = claim.request.guid
+    supervisor.start()
+    try:
+        return write_csv_gzip_parts(
+            engine.execute(statement),
+            columns=statement.columns,
+            directory=workdir,
+            name_for_part=lambda index: part_file_name(guid=guid, epoch_ms=epoch_ms, index=index),
+            part_bytes=settings.EXPORT_PART_BYTES,
+            compression_level=settings.EXPORT_GZIP_LEVEL,
+            max_bytes=claim.request.customer.max_bytes_per_query,
+            should_stop=progress.stop.is_set,
+            progress=progress.update,
+        )
+    finally:
+        progress.stop.set()
+        supervisor.join()
+        engine.close()
+
+
+def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> None:
+    while not progress.stop.wait(HEARTBEAT):
+        if not query_heartbeat(claim=claim, rows=progress.rows, bytes_written=progress.bytes):
+            # Canceled, or the lease went to another attempt: stop reading and writing now.
+            progress.stop.set()
+            engine.cancel()
+            return
+
+
+def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]]) -> None:
+    request = claim.request
+    storage = customer_storage(request.customer)
+    manifest = manifest_build(
+        parts=parts,
+        query=request.body,
+        fingerprint=request.fingerprint,
+        schema=schema,
+        created_at=timezone.now(),
+        guid=request.guid,
+    )
+    manifest_key = report_key(request.customer, manifest_file_name(guid=request.guid))
+    keys = [report_key(request.customer, p.name) for p in parts]
+    try:
+        storage.publish(
+            [(p.path, key) for p, key in zip(parts, keys, strict=True)],
+            (manifest_bytes(manifest), manifest_key),
+        )
+    except StorageError as error:
+        raise QueryFailed(f"The result could not be delivered: {error}") from None
+    files = [
+        {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
+        for p, key in zip(parts, keys, strict=True)
+    ]
+    rows, size = sum(p.rows for p in parts), sum(p.bytes for p in parts)
+    if not query_complete(
+        claim=claim, files=files, manifest_path=manifest_key, rows=rows, bytes_written=size
+    ):
+        # A cancel or another attempt won the race: this attempt's files must not stay published.
+        storage.delete([*keys, manifest_key])

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from queries import apis
+
+urlpatterns = [
+    path("dwh/Q", apis.QueryCollectionApi.as_view(), name="query-collection"),
+    path("dwh/Q/<str:guid>/status", apis.QueryStatusApi.as_view(), name="query-status"),
+    path("dwh/Q/<str:guid>/download", apis.QueryDownloadApi.as_view(), name="query-download"),
+    path("dwh/Q/<str:guid>/download/<int:part>", apis.QueryDownloadApi.as_view(), name="query-download-part"),
+    path("dwh/Q/<str:guid>", apis.QueryDetailApi.as_view(), name="query-detail"),
+]

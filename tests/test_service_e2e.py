@@ -1,0 +1,315 @@
+"""The IntelePeer flow end to end over HTTP: gunicorn, real Celery workers on a real Redis, PostgreSQL metadata."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from queries.demo import DEMO_CUSTOMER_KEYS
+from tests.service import Service, service_running
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "003_0b8d0e32c2ab91e8.txt"
+
+REQUEST_1 = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
+}
+REQUEST_2 = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {
+        "ApplicationExitEvent": {
+            "fields": [
+                "EventName",
+                "EventVersion",
+                "EventSku",
+                "TimeStamp",
+                "HostId",
+                "CustomerId",
+                "CustomerName",
+                "Originator",
+                "OriginatorId",
+                "FlowId",
+                "FlowName",
+                "ActionId",
+                "ActionName",
+                "IsTriggerAction",
+                "SessionId",
+                "TransactionId",
+                "ApplicationRegion",
+                "PassthroughVersion",
+                "Passthrough",
+                "StartTime",
+                "EndTime",
+                "Path",
+                "ExitReason",
+            ]
+        }
+    },
+    "filters": {"ApplicationExitEvent": {"FlowId": {"$eq": "5dcf48b453e0ab04386da7d1"}}},
+}
+NO_ROWS = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {"CallEvent": {"fields": ["Ani"]}},
+    "filters": {"CallEvent": {"Ani": {"$eq": "no such number"}}},
+}
+LOCATION = re.compile(
+    r"^Process finished\. Download: \['reports/(?P<customer>[a-z0-9-]+)/(?P<guid>[0-9a-f]{32})_QueryExport_"
+    r"\d{13}__000000000000\.csv\.gz'\]$"
+)
+
+
+@pytest.fixture(scope="module")
+def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
+    var_dir = tmp_path_factory.mktemp("service")
+    with service_running(
+        database_url=postgres.create_database("insights_e2e"),
+        broker_url=redis.url,
+        var_dir=var_dir,
+        extra_env={"EXPORT_PART_BYTES": "200000"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def acme(service: Service) -> str:
+    return service.customer_create(DEMO_CUSTOMER_KEYS[0])
+
+
+@pytest.fixture(scope="module")
+def globex(service: Service) -> str:
+    return service.customer_create(DEMO_CUSTOMER_KEYS[1])
+
+
+@pytest.fixture()
+def worker(service: Service) -> Iterator[None]:
+    service.worker_start()
+    yield
+    service.workers_stop()
+
+
+def _submit(service: Service, key: str, body: dict) -> str:
+    response = service.request("POST", "/_rest/v4/dwh/Q", key=key, body=body)
+    assert response.status == 201, response.body
+    guid = response.json()["id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", guid)
+    return str(guid)
+
+
+def _warehouse_rows(service: Service, sql: str, params: list) -> list[tuple]:
+    path = service.env["WAREHOUSE_URL"].removeprefix("duckdb://")
+    with duckdb.connect(path, read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def test_seed_examples_are_the_documented_ones():
+    text = SEED.read_text()
+    assert '"fields": ["FlowId"]' in text
+    assert '"FlowId": {"$eq": "5dcf48b453e0ab04386da7d1"}' in text
+
+
+def test_request_1_end_to_end(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    status = service.wait_terminal(guid, acme)
+    assert status["status"] == "Completed", status
+    location = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).json()
+    assert LOCATION.match(location["status"]), location
+    assert location["guid"] == guid
+    assert [set(f) for f in location["files"]] == [{"path", "size", "rows", "sha256"}]
+    lines = service.download_rows(guid, acme)
+    expected = _warehouse_rows(
+        service,
+        'SELECT "FlowId" FROM events WHERE "EventName" = ? AND "CustomerId" = ? AND "TimeStamp" >= ? '
+        'AND "TimeStamp" <= ? ORDER BY "TimeStamp", _row_id',
+        ["ApplicationExitEvent", DEMO_CUSTOMER_KEYS[0], "2019-11-25 00:00:00", "2019-11-26 00:00:00"],
+    )
+    assert lines[0] == "FlowId"
+    assert lines[1:] == [row[0] for row in expected]
+    assert location["files"][0]["rows"] == len(expected)
+
+
+def test_request_2_end_to_end(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_2)
+    status = service.wait_terminal(guid, acme)
+    assert status["status"] == "Completed", status
+    files = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).json()["files"]
+    lines = []
+    for part in range(len(files)):
+        part_lines = service.download_rows(guid, acme, part)
+        assert part_lines[0] == ",".join(REQUEST_2["data"]["ApplicationExitEvent"]["fields"])
+        lines += part_lines[1:]
+    expected = _warehouse_rows(
+        service,
+        'SELECT "SessionId", "FlowId", "CustomerId" FROM events WHERE "EventName" = ? AND "CustomerId" = ? '
+        'AND "TimeStamp" BETWEEN ? AND ? AND "FlowId" = ? ORDER BY "TimeStamp", _row_id',
+        [
+            "ApplicationExitEvent",
+            DEMO_CUSTOMER_KEYS[0],
+            "2019-11-25 00:00:00",
+            "2019-11-26 00:00:00",
+            "5dcf48b453e0ab04386da7d1",
+        ],
+    )
+    assert expected, "the demo data must hold the seed's FlowId"
+    assert len(lines) == len(expected) == sum(f["rows"] for f in files)
+    header = REQUEST_2["data"]["ApplicationExitEvent"]["fields"]
+    session_at, flow_at = header.index("SessionId"), header.index("FlowId")
+    assert [(line.split(",")[session_at], line.split(",")[flow_at]) for line in lines] == [
+        (row[0], row[1]) for row in expected
+    ]
+
+
+def test_head_carries_the_file_headers_and_no_body(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    service.wait_terminal(guid, acme)
+    head = service.request("HEAD", f"/_rest/v4/dwh/Q/{guid}", key=acme)
+    download = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download", key=acme)
+    assert head.status == 200 and head.body == b""
+    for name in ("Content-Type", "Content-Length", "ETag", "Last-Modified", "Content-Disposition"):
+        assert head.headers[name] == download.headers[name], name
+    assert head.headers["X-Query-Status"] == "Completed"
+    assert int(head.headers["X-Row-Count"]) == len(gzip.decompress(download.body).splitlines()) - 1
+
+
+def test_range_download_returns_the_requested_bytes(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    service.wait_terminal(guid, acme)
+    whole = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=acme).body
+    part = service.request(
+        "GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=acme, headers={"Range": "bytes=10-99"}
+    )
+    assert part.status == 206
+    assert part.body == whole[10:100]
+    assert part.headers["Content-Range"] == f"bytes 10-99/{len(whole)}"
+    beyond = service.request(
+        "GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=acme, headers={"Range": f"bytes={len(whole)}-"}
+    )
+    assert beyond.status == 416
+
+
+def test_zero_rows_fail_with_the_documented_message(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, NO_ROWS)
+    status = service.wait_terminal(guid, acme)
+    assert status["status"] == "Failed"
+    assert status["messages"] == ["The query returned empty values"]
+
+
+def test_pending_location_then_limit_then_slots_free(service: Service, globex: str) -> None:
+    """20 concurrent POSTs with no worker running: exactly 2 accepted; once they end, 2 more are accepted."""
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(
+            pool.map(
+                lambda _: service.request("POST", "/_rest/v4/dwh/Q", key=globex, body=REQUEST_1), range(20)
+            )
+        )
+    accepted = [r for r in responses if r.status == 201]
+    limited = [r for r in responses if r.status == 429]
+    assert len(accepted) == 2 and len(limited) == 18, [r.status for r in responses]
+    assert all(
+        r.json() == {"code": 429, "message": "max concurrent queries per user (2) reached"} for r in limited
+    )
+    assert all(int(r.headers["Retry-After"]) > 0 for r in limited)
+    assert limited[0].body == b'{"code": 429, "message": "max concurrent queries per user (2) reached"}'
+    guid = accepted[0].json()["id"]
+    pending = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=globex).json()
+    assert pending == {
+        "status": "Process has not finish yet, please verify the status of your request",
+        "guid": guid,
+    }
+    service.worker_start()
+    try:
+        for response in accepted:
+            assert service.wait_terminal(response.json()["id"], globex)["status"] == "Completed"
+        again = [service.request("POST", "/_rest/v4/dwh/Q", key=globex, body=REQUEST_1) for _ in range(3)]
+        assert sorted(r.status for r in again)[:2] == [201, 201]
+    finally:
+        service.workers_stop()
+
+
+def test_other_customer_guid_is_not_found_everywhere(
+    service: Service, acme: str, globex: str, worker: None
+) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    service.wait_terminal(guid, acme)
+    not_found = [
+        {
+            "message": "could not get QueryRequest object: QueryRequest matching query does not exist.",
+            "code": 404,
+        }
+    ]
+    for method, path in [
+        ("GET", f"/_rest/v4/dwh/Q/{guid}"),
+        ("GET", f"/_rest/v4/dwh/Q/{guid}/status"),
+        ("GET", f"/_rest/v4/dwh/Q/{guid}/download"),
+        ("GET", f"/_rest/v4/dwh/Q/{guid}/download/0"),
+        ("DELETE", f"/_rest/v4/dwh/Q/{guid}"),
+    ]:
+        response = service.request(method, path, key=globex)
+        assert response.status == 404, (method, path)
+        assert response.json() == not_found
+    assert service.request("HEAD", f"/_rest/v4/dwh/Q/{guid}", key=globex).status == 404
+
+
+def test_unknown_guid_and_unsupported_method(service: Service, acme: str) -> None:
+    response = service.request("GET", "/_rest/v4/dwh/Q/0123456789abcdef0123456789abcdef/status", key=acme)
+    assert response.status == 404
+    assert json.loads(response.body)[0]["code"] == 404
+    put = service.request("PUT", "/_rest/v4/dwh/Q", key=acme, body={})
+    assert put.status == 405
+    assert put.json()["code"] == 405
+
+
+def test_missing_or_bad_token_is_401(service: Service) -> None:
+    for headers in [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}]:
+        response = service.request("GET", "/_rest/v4/dwh/Q", headers=headers)
+        assert response.status == 401
+        assert response.body == b'{"code": 401, "error": "Unauthorized"}'
+
+
+def test_documented_validation_error_is_byte_exact_over_http(service: Service, acme: str) -> None:
+    body = {
+        "timestamp": {"$gte": "2019-10-19 01:45:36.123Z", "$lte": "2019-11-26T00:00:00Z"},
+        "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
+    }
+    response = service.request("POST", "/_rest/v4/dwh/Q", key=acme, body=body)
+    assert response.status == 400
+    assert response.body == (
+        b'{"code": 400, "message": {"Date_Filters": {"message": "Invalid date filters [2019-10-19 01:45:36.123Z].'
+        b' They must be in ISO8601 format. Example: \'YYYY-MM-DDTHH:MM:SSZ\'", "code": "422-6"}}}'
+    )
+
+
+def test_catalog_lists_the_seed_fields(service: Service, acme: str) -> None:
+    catalog = service.request("GET", "/_rest/v4/dwh/Q", key=acme).json()
+    assert catalog["ApplicationExitEvent"] == {"fields": ["StartTime", "EndTime", "Path", "ExitReason"]}
+    assert catalog["DtmfEvent"] == {"fields": ["DtmfInput", "DtmfSource", "ErrorReason"]}
+    verbose = service.request("GET", "/_rest/v4/dwh/Q?verbose=1", key=acme).json()
+    stamp = next(f for f in verbose["CallEvent"]["fields"] if f["name"] == "TimeStamp")
+    assert stamp["display_name"] == "Date & Time" and stamp["type"] == "TIMESTAMP"
+
+
+def test_cancel_pending_query_frees_the_slot(service: Service) -> None:
+    key = service.customer_create("initech", max_concurrent=1)
+    guid = _submit(service, key, REQUEST_1)
+    assert service.request("POST", "/_rest/v4/dwh/Q", key=key, body=REQUEST_1).status == 429
+    canceled = service.request("DELETE", f"/_rest/v4/dwh/Q/{guid}", key=key)
+    assert canceled.status == 202
+    assert canceled.json() == {"status": "Canceled", "guid": guid}
+    assert service.request("DELETE", f"/_rest/v4/dwh/Q/{guid}", key=key).status == 202  # idempotent
+    status = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/status", key=key).json()
+    assert status["status"] == "Canceled" and status["messages"]
+    second = _submit(service, key, NO_ROWS)  # the slot is free again
+    service.worker_start()
+    try:
+        assert service.wait_terminal(second, key)["status"] == "Failed"
+        finished = service.request("DELETE", f"/_rest/v4/dwh/Q/{second}", key=key)
+        assert finished.status == 409
+        assert finished.json()["code"] == 409
+    finally:
+        service.workers_stop()
