@@ -39,6 +39,7 @@ install-servers:
 	fi
 
 migrate: install
+	@mkdir -p "$${INSIGHTS_VAR_DIR:-var}"
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
