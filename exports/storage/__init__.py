@@ -15,6 +15,8 @@ from exports.storage.base import ObjectNotFound, ObjectStat, Storage, StorageErr
 # kind -> "module:Class"
 _BACKENDS: dict[str, str] = {
     "local": "exports.storage.local:LocalStorage",
+    "sftp": "exports.storage.sftp:SftpStorage",
+    "s3": "exports.storage.s3:S3Storage",
 }
 
 
