@@ -39,7 +39,7 @@ def demo_data_ensure() -> None:
     if url.startswith("duckdb:///") and Path(url.removeprefix("duckdb://")).exists():
         return
     print("seeding the demo warehouse ...", flush=True)
-    _manage("seed_demo", "--customers", "3", "--sessions", "3000", "--seed", "1")
+    _manage("seed_demo", "--customers", "3", "--sessions", "3000", "--seed", "1", "--create-customers")
 
 
 def demo_key_ensure() -> str:

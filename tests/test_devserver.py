@@ -1,0 +1,124 @@
+"""`make run`'s program on the embedded defaults: SQLite, DuckDB, the filesystem broker, real worker processes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERY = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {"ApplicationExitEvent": {"fields": ["FlowId", "ExitReason"]}},
+}
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        for child in map(int, children):
+            found |= {child} | _descendants(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _call(method: str, url: str, key: str, body: object = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {key}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read()
+
+
+def _read_key(process: subprocess.Popen[str], deadline: float) -> tuple[str, list[str]]:
+    seen: list[str] = []
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("Ctrl-C stops everything"):
+            match = re.search(r"demo API key for customer '\w+': (\S+)", "".join(seen))
+            assert match, "".join(seen)
+            return match.group(1), seen
+    raise AssertionError("no demo key printed:\n" + "".join(seen))
+
+
+def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WAREHOUSE_URL")
+        },
+        "INSIGHTS_VAR_DIR": str(tmp_path),
+        "INSIGHTS_PORT": str(port),
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "insights.devserver"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        key, printed = _read_key(process, time.monotonic() + 120)
+        curl_lines = [line for line in printed if "curl" in line]
+        assert curl_lines and key in "".join(printed)
+        base = f"http://127.0.0.1:{port}/_rest/v4"
+        deadline = time.monotonic() + 60
+        while True:  # the web server starts after the key is printed
+            try:
+                status, body = _call("POST", f"{base}/dwh/Q", key, QUERY)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "web server never answered"
+                time.sleep(0.2)
+        assert status == 201
+        guid = json.loads(body)["id"]
+        while (
+            state := json.loads(_call("GET", f"{base}/dwh/Q/{guid}/status", key)[1])["status"]
+        ) == "Pending":
+            assert time.monotonic() < deadline, "the query never finished"
+            time.sleep(0.2)
+        assert state == "Completed"
+        _, data = _call("GET", f"{base}/dwh/Q/{guid}/download", key)
+        assert gzip.decompress(data).decode().splitlines()[0] == "FlowId,ExitReason"
+        children = _descendants(process.pid)
+        assert len(children) >= 3  # web, worker, beat (and their forks)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)]
