@@ -27,3 +27,59 @@ def redis() -> Iterator[RedisServer]:
     """A throwaway Redis server on a free port."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture()
+def customer_factory(db):
+    """Make customers: customer_factory("acme", max_concurrent_queries=1)."""
+    from insights.models import Customer
+
+    def make(key: str = "acme", **fields):
+        return Customer.objects.create(key=key, name=key.title(), **fields)
+
+    return make
+
+
+@pytest.fixture()
+def local_exports(settings, tmp_path):
+    """Point local storage, worker scratch space and the var dir at a temporary directory."""
+    settings.VAR_DIR = tmp_path
+    settings.EXPORT_LOCAL_DIR = tmp_path / "exports"
+    return settings.EXPORT_LOCAL_DIR
+
+
+@pytest.fixture()
+def completed_query_factory(db, local_exports):
+    """A Completed query whose one part and manifest really exist in local storage."""
+    import gzip
+    import hashlib
+
+    from django.utils import timezone
+
+    from queries.models import QueryRequest, QueryStatus
+
+    def make(customer, *, finished_at=None, rows=(b"a", b"b")):
+        query = QueryRequest.objects.create(
+            customer=customer, body={"q": 1}, fingerprint="f" * 64, status=QueryStatus.COMPLETED
+        )
+        content = gzip.compress(b"FlowId\n" + b"\n".join(rows) + b"\n")
+        part = f"reports/{customer.key}/{query.guid}_QueryExport_1__000000000000.csv.gz"
+        manifest = f"reports/{customer.key}/{query.guid}_manifest.json"
+        for key, data in ((part, content), (manifest, b"{}")):
+            (local_exports / key).parent.mkdir(parents=True, exist_ok=True)
+            (local_exports / key).write_bytes(data)
+        query.files = [
+            {
+                "path": part,
+                "size": len(content),
+                "rows": len(rows),
+                "bytes": 0,
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        ]
+        query.manifest_path = manifest
+        query.finished_at = finished_at or timezone.now()
+        query.save()
+        return query
+
+    return make

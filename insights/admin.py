@@ -11,6 +11,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from insights import admin_destinations  # noqa: F401  (registers the Destination admin)
 from insights.models import AccessToken, ApiKey, ApiUser, Customer
 from insights.services import access_token_revoke, api_key_create, api_key_revoke
 

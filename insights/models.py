@@ -125,3 +125,51 @@ class AccessToken(models.Model):
     @property
     def display_prefix(self) -> str:
         return f"it_{self.prefix}…"
+
+
+class DestinationKind(models.TextChoices):
+    LOCAL = "local", "Local directory (this server)"
+    SFTP = "sftp", "SFTP"
+    S3 = "s3", "S3 or S3-compatible"
+
+
+class Destination(models.Model):
+    """Where a customer's results are delivered. Secrets (SFTP password or key, S3 secret key) are stored
+    encrypted with settings.SECRETS_KEY and never shown again; the rest is plain configuration."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="destinations")
+    name = models.SlugField(max_length=64, help_text="How `redeliver --to` and the admin name it.")
+    kind = models.CharField(max_length=8, choices=DestinationKind.choices, default=DestinationKind.LOCAL)
+    is_default = models.BooleanField(default=True, help_text="New results of the customer go here.")
+    # SFTP
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(
+        default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    username = models.CharField(max_length=100, blank=True)
+    base_dir = models.CharField(max_length=500, blank=True, default=".")
+    host_key = models.TextField(
+        blank=True, help_text="The server's pinned public host key, e.g. `ssh-ed25519 AAAA...` (required)."
+    )
+    # S3
+    bucket = models.CharField(max_length=63, blank=True)
+    prefix = models.CharField(max_length=500, blank=True)
+    region = models.CharField(max_length=32, blank=True, default="us-east-1")
+    endpoint_url = models.URLField(
+        blank=True, help_text="For S3-compatible servers (MinIO ...); empty for AWS."
+    )
+    access_key_id = models.CharField(max_length=128, blank=True)
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["customer", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "name"], name="destination_unique_name"),
+            models.UniqueConstraint(
+                fields=["customer"], condition=models.Q(is_default=True), name="destination_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer.key}/{self.name} ({self.kind})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import dj_database_url
@@ -15,6 +17,11 @@ VAR_DIR = Path(env_str("INSIGHTS_VAR_DIR", str(BASE_DIR / "var")))
 PRODUCTION = env_bool("INSIGHTS_PRODUCTION", False)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "insecure-development-key-do-not-deploy")
+# Encrypts destination credentials at rest (a Fernet key); development derives one from SECRET_KEY.
+SECRETS_KEY = env_str(
+    "INSIGHTS_SECRETS_KEY",
+    None if PRODUCTION else base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode(),
+)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
@@ -99,6 +106,11 @@ QUERY_MAX_WINDOW_DAYS = env_int("QUERY_MAX_WINDOW_DAYS", 31, minimum=1)
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
 EXPORT_LOCAL_DIR = Path(env_str("EXPORT_LOCAL_DIR", str(VAR_DIR / "exports")))
 EXPORT_GZIP_LEVEL = env_int("EXPORT_GZIP_LEVEL", 1, minimum=0)
+# Delivery: transient storage failures are retried this many times, with exponential backoff from the base.
+DELIVERY_RETRIES = env_int("DELIVERY_RETRIES", 3, minimum=0)
+DELIVERY_BACKOFF_SECONDS = env_int("DELIVERY_BACKOFF_SECONDS", 2, minimum=0)
+# Presigned download URLs (S3) stay valid this long.
+PRESIGNED_URL_SECONDS = env_int("PRESIGNED_URL_SECONDS", 3600, minimum=60)
 
 # Celery: Redis in production; a server-less filesystem transport for the embedded default.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -122,6 +134,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "reap-leases": {"task": "queries.reap_leases", "schedule": 30.0},
+    "expire-results": {"task": "queries.expire_results", "schedule": 3600.0},
+    "sweep-uploads": {"task": "queries.sweep_uploads", "schedule": 6 * 3600.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from queries.errors import QueryConflict
+from exports.storage.base import StorageError
+from insights.destinations import destination_default
+from queries.delivery import result_redeliver
+from queries.errors import ConcurrencyLimitReached, QueryConflict
 from queries.models import QueryRequest, QueryStatus
-from queries.services import query_cancel
+from queries.services import query_cancel, query_create
+from queries.validation import QueryValidationError
 
 
 @admin.register(QueryRequest)
@@ -30,7 +36,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
     search_fields = ("guid", "fingerprint")
     list_select_related = ("customer",)
     date_hierarchy = "submitted_at"
-    actions = ("cancel_queries",)
+    actions = ("cancel_queries", "rerun_queries", "redeliver_queries")
     readonly_fields = (
         "guid",
         "customer",
@@ -110,3 +116,26 @@ class QueryRequestAdmin(admin.ModelAdmin):
             f"Cancel requested for {canceled} quer{'y' if canceled == 1 else 'ies'}.",
             messages.SUCCESS,
         )
+
+    @admin.action(description="Re-run selected queries (as new queries of the same customer)")
+    def rerun_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
+        for query in queryset.select_related("customer"):
+            try:
+                created = query_create(customer=query.customer, body=query.body)
+            except (ConcurrencyLimitReached, QueryValidationError) as error:
+                self.message_user(request, f"{query.guid}: not re-run: {error.message}", messages.WARNING)
+            else:
+                self.message_user(request, f"{query.guid}: re-run as {created.guid}.", messages.SUCCESS)
+
+    @admin.action(description="Re-deliver selected results to the customer's default destination")
+    def redeliver_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
+        for query in queryset.filter(status=QueryStatus.COMPLETED).select_related("customer", "destination"):
+            destination = destination_default(query.customer)
+            workdir = Path(settings.VAR_DIR) / "work" / f"redeliver-{query.guid}"
+            try:
+                result_redeliver(request=query, destination=destination, workdir=workdir)
+            except StorageError as error:
+                self.message_user(request, f"{query.guid}: not re-delivered: {error}", messages.ERROR)
+            else:
+                where = destination or "local storage"
+                self.message_user(request, f"{query.guid}: re-delivered to {where}.", messages.SUCCESS)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils.http import http_date
 from rest_framework import status
 from rest_framework.request import Request
@@ -15,7 +16,7 @@ from rest_framework.views import APIView
 
 from insights.errors import ApiError
 from insights.models import Customer
-from queries.delivery import customer_storage
+from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
 from queries.errors import ConcurrencyLimitReached, QueryConflict, QueryError, QueryNotFound
 from queries.models import QueryRequest, QueryStatus
@@ -104,13 +105,26 @@ def location_body(query: QueryRequest) -> dict[str, Any]:
         return {
             "status": f"Process finished. Download: [{paths}]",
             "guid": query.guid,
-            "files": [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files],
+            "files": _file_entries(query),
         }
     return {
         "status": f"Process ended with status {query.status}: " + "; ".join(query.messages),
         "guid": query.guid,
         "messages": list(query.messages),
     }
+
+
+def _file_entries(query: QueryRequest) -> list[dict[str, Any]]:
+    """path, size, rows, sha256 of each part; plus a presigned `url` where the result is on S3."""
+    entries = [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files]
+    if query.destination_id is None:
+        return entries
+    storage = query_storage(query)
+    for entry in entries:
+        url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
+        if url:
+            entry["url"] = url
+    return entries
 
 
 def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
@@ -167,23 +181,30 @@ class QueryDownloadApi(QueryApiBase):
                 status_code=status.HTTP_404_NOT_FOUND,
             )
         entry = query.files[part]
-        size = int(entry["size"])
-        headers = _file_headers(query, entry)
-        try:
-            wanted = byte_range_parse(request.headers.get("Range"), size)
-        except RangeNotSatisfiable:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
-        first, last = wanted if wanted else (0, size - 1)
-        stream = customer_storage(query.customer).open(entry["path"], start=first, end=last + 1)
-        response = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
-        for key, value in headers.items():
-            response[key] = value
-        response["Content-Length"] = str(last - first + 1 if size else 0)
-        if wanted:
-            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        storage = query_storage(query)
+        url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
+        if url:
+            return HttpResponseRedirect(url, status=status.HTTP_303_SEE_OTHER)
+        return _stream(request, query, entry, storage)
+
+
+def _stream(request: Request, query: QueryRequest, entry: dict[str, Any], storage: Any) -> HttpResponse:
+    size = int(entry["size"])
+    try:
+        wanted = byte_range_parse(request.headers.get("Range"), size)
+    except RangeNotSatisfiable:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
         return response
+    first, last = wanted if wanted else (0, size - 1)
+    stream = storage.open(entry["path"], start=first, end=last + 1)
+    response = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
+    for key, value in _file_headers(query, entry).items():
+        response[key] = value
+    response["Content-Length"] = str(last - first + 1 if size else 0)
+    if wanted:
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return response
 
 
 def _chunks(stream: Any) -> Iterator[bytes]:

@@ -1,19 +1,53 @@
-"""Where a customer's results go (DESIGN §5)."""
+"""Where a customer's results go and are read back from (DESIGN §5)."""
 
 from __future__ import annotations
 
-from django.conf import settings
+import shutil
+from pathlib import Path
 
-from exports.storage import storage_for
 from exports.storage.base import Storage
-from insights.models import Customer
+from insights.destinations import destination_default, destination_storage
+from insights.models import Customer, Destination
+from queries.models import QueryRequest, QueryStatus
 
 
-def customer_storage(customer: Customer) -> Storage:
-    """The customer's export destination. Local storage until per-customer destinations exist."""
-    return storage_for("local", root=settings.EXPORT_LOCAL_DIR)
+def customer_destination(customer: Customer) -> Destination | None:
+    """Where new results of the customer are published (None: this server's local directory)."""
+    return destination_default(customer)
+
+
+def query_storage(request: QueryRequest) -> Storage:
+    """The storage holding a finished query's files."""
+    return destination_storage(request.destination)
 
 
 def report_key(customer: Customer, name: str) -> str:
     """The storage key of a result file: `reports/<customer key>/<name>`."""
     return f"reports/{customer.key}/{name}"
+
+
+def result_redeliver(*, request: QueryRequest, destination: Destination | None, workdir: Path) -> list[str]:
+    """Copy a finished result (parts and manifest) to another destination without running the query again.
+
+    The copy is published all or nothing like a first delivery; the query keeps pointing at its original
+    files. Returns the keys written. Raises StorageError.
+    """
+    if request.status != QueryStatus.COMPLETED:
+        raise ValueError(f"query {request.guid} has no result to redeliver (status {request.status})")
+    source, target = query_storage(request), destination_storage(destination)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        local_files = []
+        for entry in request.files:
+            path = workdir / entry["path"].rsplit("/", 1)[-1]
+            with source.open(entry["path"]) as stream, path.open("wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+            local_files.append((path, entry["path"]))
+        with source.open(request.manifest_path) as stream:
+            manifest = stream.read()
+        target.publish(local_files, (manifest, request.manifest_path))
+    finally:
+        source.close()
+        target.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return [key for _, key in local_files] + [request.manifest_path]

@@ -42,6 +42,15 @@ class QueryRequest(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    destination = models.ForeignKey(
+        "insights.Destination",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="queries",
+        help_text="Where the files were published; empty means this server's local export directory.",
+    )
+    delivery_attempts = models.PositiveIntegerField(default=0)
     files = models.JSONField(
         default=list, blank=True, help_text="Published parts: path, size, rows, bytes, sha256."
     )

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
-from exports.storage.base import StorageError
+from exports.storage.base import Storage, StorageError
 from exports.writers import (
     PartFile,
     WriteCanceled,
@@ -32,11 +32,19 @@ from exports.writers import (
     part_file_name,
     write_csv_gzip_parts,
 )
+from insights.destinations import destination_storage
 from queries.compiler import query_compile
-from queries.delivery import customer_storage, report_key
+from queries.delivery import customer_destination, report_key
 from queries.errors import QueryFailed
 from queries.models import QueryStatus
-from queries.services import Claim, query_claim, query_complete, query_fail, query_heartbeat
+from queries.services import (
+    Claim,
+    query_claim,
+    query_complete,
+    query_delivery_attempted,
+    query_fail,
+    query_heartbeat,
+)
 from queries.validation import QueryValidationError, query_validate
 from queries.warehouse import warehouse_engine
 
@@ -140,7 +148,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> No
 
 def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]]) -> None:
     request = claim.request
-    storage = customer_storage(request.customer)
+    destination = customer_destination(request.customer)
     manifest = manifest_build(
         parts=parts,
         query=request.body,
@@ -151,20 +159,54 @@ def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]
     )
     manifest_key = report_key(request.customer, manifest_file_name(guid=request.guid))
     keys = [report_key(request.customer, p.name) for p in parts]
+    storage = destination_storage(destination)
     try:
-        storage.publish(
+        _deliver(
+            claim,
+            storage,
             [(p.path, key) for p, key in zip(parts, keys, strict=True)],
             (manifest_bytes(manifest), manifest_key),
         )
-    except StorageError as error:
-        raise QueryFailed(f"The result could not be delivered: {error}") from None
-    files = [
-        {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
-        for p, key in zip(parts, keys, strict=True)
-    ]
-    rows, size = sum(p.rows for p in parts), sum(p.bytes for p in parts)
-    if not query_complete(
-        claim=claim, files=files, manifest_path=manifest_key, rows=rows, bytes_written=size
-    ):
-        # A cancel or another attempt won the race: this attempt's files must not stay published.
-        storage.delete([*keys, manifest_key])
+        files = [
+            {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
+            for p, key in zip(parts, keys, strict=True)
+        ]
+        rows, size = sum(p.rows for p in parts), sum(p.bytes for p in parts)
+        if not query_complete(
+            claim=claim,
+            files=files,
+            manifest_path=manifest_key,
+            rows=rows,
+            bytes_written=size,
+            destination=destination,
+        ):
+            # A cancel or another attempt won the race: this attempt's files must not stay published.
+            storage.delete([*keys, manifest_key])
+    finally:
+        storage.close()
+
+
+def _deliver(
+    claim: Claim, storage: Storage, files: list[tuple[Path, str]], manifest: tuple[bytes, str]
+) -> None:
+    """Publish, retrying transient failures with exponential backoff; each try is counted in the DB."""
+    retries = int(settings.DELIVERY_RETRIES)
+    for attempt in range(retries + 1):
+        query_delivery_attempted(claim=claim)
+        try:
+            storage.publish(files, manifest)
+            return
+        except StorageError as error:
+            if not error.retryable:
+                raise QueryFailed(
+                    f"The result could not be delivered: {error}. Check the destination's "
+                    "settings in the admin."
+                ) from None
+            if attempt == retries:
+                raise QueryFailed(
+                    f"The result could not be delivered after {retries + 1} tries: {error}"
+                ) from None
+            logger.warning(
+                "query %s: delivery try %s failed (%s); retrying", claim.request.guid, attempt + 1, error
+            )
+            time.sleep(float(settings.DELIVERY_BACKOFF_SECONDS) * 2**attempt)

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from insights.models import Customer
+from insights.models import Customer, Destination
 from queries.compiler import query_compile
 from queries.errors import ConcurrencyLimitReached, QueryConflict
 from queries.models import QueryRequest, QueryStatus
@@ -106,7 +106,13 @@ def query_heartbeat(*, claim: Claim, rows: int, bytes_written: int) -> bool:
 
 
 def query_complete(
-    *, claim: Claim, files: list[dict[str, Any]], manifest_path: str, rows: int, bytes_written: int
+    *,
+    claim: Claim,
+    files: list[dict[str, Any]],
+    manifest_path: str,
+    rows: int,
+    bytes_written: int,
+    destination: Destination | None = None,
 ) -> bool:
     """Record the published result, if this attempt still holds the lease (the fencing check)."""
     return _finish(
@@ -118,7 +124,12 @@ def query_complete(
         row_count=rows,
         progress_rows=rows,
         progress_bytes=bytes_written,
+        destination=destination,
     )
+
+
+def query_delivery_attempted(*, claim: Claim) -> None:
+    _held(claim).update(delivery_attempts=F("delivery_attempts") + 1)
 
 
 def query_fail(*, claim: Claim, message: str, status: str = QueryStatus.FAILED) -> bool:

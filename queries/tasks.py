@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from queries.maintenance import leases_reap, results_expire, uploads_sweep
 from queries.runner import query_run
 
 
@@ -11,3 +12,18 @@ from queries.runner import query_run
 def query_run_task(query_id: int) -> None:
     """Run a query; a duplicate delivery finds the lease held or the query finished and does nothing."""
     query_run(query_id=query_id)
+
+
+@shared_task(name="queries.expire_results", ignore_result=True)
+def results_expire_task() -> int:
+    return results_expire()
+
+
+@shared_task(name="queries.sweep_uploads", ignore_result=True)
+def uploads_sweep_task() -> int:
+    return uploads_sweep()
+
+
+@shared_task(name="queries.reap_leases", ignore_result=True)
+def leases_reap_task() -> tuple[int, int]:
+    return leases_reap()

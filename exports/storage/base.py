@@ -13,7 +13,7 @@ import posixpath
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -148,6 +148,11 @@ class Storage(abc.ABC):
                 raise StorageError("storage probe read back different bytes than were written")
         finally:
             self.delete([key])
+
+    def sweep_incomplete(self, older_than: timedelta) -> int:
+        """Remove uploads that never finished (staging files, open multipart uploads) older than
+        `older_than`; returns how many. Backends without such leftovers keep this default."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

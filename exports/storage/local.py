@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -93,6 +95,17 @@ class LocalStorage(Storage):
                 self._path(key).unlink(missing_ok=True)
             except OSError as exc:
                 raise _storage_error(exc, "delete", key) from exc
+
+    def sweep_incomplete(self, older_than: timedelta) -> int:
+        """Staging files (`.<name>.<random>.partial`) left by a publish that was killed."""
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for path in self.root.rglob(".*.partial"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def _path(self, key: str) -> Path:
         """The file for a key; refuses keys that would leave the root, symlinks included."""
