@@ -171,7 +171,7 @@ class QueryDetailApi(QueryApiBase):
 class QueryDownloadApi(QueryApiBase):
     """A result part streamed over HTTPS, with single-range support."""
 
-    def get(self, request: Request, guid: str, part: int = 0) -> HttpResponse:
+    def get(self, request: Request, guid: str, part: int = 0) -> HttpResponse | StreamingHttpResponse:
         query = query_get(customer=self.customer(request), guid=guid)
         if query.status != QueryStatus.COMPLETED:
             raise QueryConflict(f"Query {query.guid} has no result to download (status {query.status}).")
@@ -188,7 +188,9 @@ class QueryDownloadApi(QueryApiBase):
         return _stream(request, query, entry, storage)
 
 
-def _stream(request: Request, query: QueryRequest, entry: dict[str, Any], storage: Any) -> HttpResponse:
+def _stream(
+    request: Request, query: QueryRequest, entry: dict[str, Any], storage: Any
+) -> HttpResponse | StreamingHttpResponse:
     size = int(entry["size"])
     try:
         wanted = byte_range_parse(request.headers.get("Range"), size)
@@ -198,13 +200,13 @@ def _stream(request: Request, query: QueryRequest, entry: dict[str, Any], storag
         return response
     first, last = wanted if wanted else (0, size - 1)
     stream = storage.open(entry["path"], start=first, end=last + 1)
-    response = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
+    streaming = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
     for key, value in _file_headers(query, entry).items():
-        response[key] = value
-    response["Content-Length"] = str(last - first + 1 if size else 0)
+        streaming[key] = value
+    streaming["Content-Length"] = str(last - first + 1 if size else 0)
     if wanted:
-        response["Content-Range"] = f"bytes {first}-{last}/{size}"
-    return response
+        streaming["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return streaming
 
 
 def _chunks(stream: Any) -> Iterator[bytes]:

@@ -77,12 +77,12 @@ class PostgresServer:
         return self.url(name)
 
 
-def _as_postgres_user() -> dict[str, object]:
-    """PostgreSQL refuses to run as root: drop to the `postgres` account when we are root."""
+def _as_postgres_user() -> tuple[int, int] | None:
+    """PostgreSQL refuses to run as root: (uid, gid) of the `postgres` account when we are root."""
     if os.geteuid() != 0:
-        return {}
+        return None
     account = pwd.getpwnam("postgres")
-    return {"user": account.pw_uid, "group": account.pw_gid}
+    return account.pw_uid, account.pw_gid
 
 
 @contextlib.contextmanager
@@ -95,12 +95,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     sockets.mkdir()
     if drop:
         for path in (base, sockets):
-            os.chown(path, int(drop["user"]), int(drop["group"]))  # type: ignore[call-overload]
+            os.chown(path, *drop)
     subprocess.run(
         [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         check=True,
         capture_output=True,
-        **drop,  # type: ignore[arg-type]
+        user=drop[0] if drop else None,
+        group=drop[1] if drop else None,
     )
     port = free_port()
     process = subprocess.Popen(
@@ -125,7 +126,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        **drop,  # type: ignore[arg-type]
+        user=drop[0] if drop else None,
+        group=drop[1] if drop else None,
     )
     try:
         wait_for_port(port, process=process)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -21,7 +22,7 @@ REQUEST_1 = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
     "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
 }
-REQUEST_2 = {
+REQUEST_2: dict[str, Any] = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
     "data": {
         "ApplicationExitEvent": {
