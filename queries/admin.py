@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 
 from exports.storage.base import StorageError
@@ -81,6 +84,27 @@ class QueryRequestAdmin(admin.ModelAdmin):
             {"fields": ("progress_rows", "progress_bytes", "row_count", "pretty_files", "manifest_path")},
         ),
     )
+
+    change_list_template = "admin/queries/change_list_live_link.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path("live/", self.admin_site.admin_view(self.live_view), name="queries_queryrequest_live")
+        return [live, *super().get_urls()]
+
+    def live_view(self, request: HttpRequest) -> TemplateResponse:
+        """Pending and running queries, grouped by customer, with slot use against the limit."""
+        live = QueryRequest.objects.filter(status=QueryStatus.PENDING).select_related("customer")
+        grouped: dict[int, dict[str, Any]] = {}
+        for query in live.order_by("customer__key", "submitted_at"):
+            grouped.setdefault(query.customer_id, {"customer": query.customer, "live": []})["live"].append(
+                query
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Live queries",
+            "customers": list(grouped.values()),
+        }
+        return TemplateResponse(request, "admin/queries/live.html", context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -1,0 +1,53 @@
+"""The operators' console: query list, detail, live view and actions."""
+
+from __future__ import annotations
+
+from queries.models import QueryRequest, QueryStatus
+
+
+def _query(customer, **fields):
+    return QueryRequest.objects.create(
+        customer=customer, body={"data": {}}, fingerprint="f" * 64, compiled_sql="SELECT 1", **fields
+    )
+
+
+def test_list_filters_and_search(admin_client, customer_factory):
+    acme, globex = customer_factory("acme"), customer_factory("globex")
+    done = _query(acme, status=QueryStatus.COMPLETED)
+    pending = _query(globex)
+    page = admin_client.get("/admin/queries/queryrequest/?status__exact=Pending").content.decode()
+    assert pending.guid in page and done.guid not in page
+    page = admin_client.get(f"/admin/queries/queryrequest/?q={done.guid}").content.decode()
+    assert done.guid in page and pending.guid not in page
+
+
+def test_detail_shows_body_sql_and_timings(admin_client, customer_factory):
+    query = _query(customer_factory("acme"), messages=["boom"])
+    page = admin_client.get(f"/admin/queries/queryrequest/{query.pk}/change/").content.decode()
+    for text in ("SELECT 1", "&quot;data&quot;", "boom", query.fingerprint, "Run time"):
+        assert text in page, text
+
+
+def test_live_view_groups_pending_queries_by_customer(admin_client, customer_factory):
+    acme = customer_factory("acme", max_concurrent_queries=2)
+    running = _query(acme, attempts=1)
+    QueryRequest.objects.filter(pk=running.pk).update(started_at=running.submitted_at)
+    queued = _query(acme)
+    finished = _query(customer_factory("globex"), status=QueryStatus.COMPLETED)
+    page = admin_client.get("/admin/queries/queryrequest/live/").content.decode()
+    assert "acme — 2 of 2 slots in use" in page
+    assert running.guid in page and queued.guid in page and finished.guid not in page
+    assert "running" in page and "queued" in page
+
+
+def test_cancel_action_ends_an_unclaimed_query(admin_client, customer_factory):
+    query = _query(customer_factory("acme"))
+    admin_client.post(
+        "/admin/queries/queryrequest/", {"action": "cancel_queries", "_selected_action": [query.pk]}
+    )
+    query.refresh_from_db()
+    assert query.status == QueryStatus.CANCELED
+
+
+def test_the_live_view_needs_staff(client):
+    assert client.get("/admin/queries/queryrequest/live/").status_code == 302
