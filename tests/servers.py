@@ -131,10 +131,26 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     try:
         wait_for_port(port, process=process)
+        _wait_for_postgres(PostgresServer(port=port).url())
         yield PostgresServer(port=port)
     finally:
         _stop(process)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for_postgres(url: str, timeout: float = 30.0) -> None:
+    """The port opens before recovery ends ("the database system is starting up"): wait for a real session."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 @dataclass

@@ -1,0 +1,262 @@
+"""DuckDB: the default, embedded warehouse (one file; one read-write process, any number of read-only ones).
+
+Layout: see `exports.engines`. Rows are inserted sorted by (CustomerId, TimeStamp) so DuckDB's per-row-group
+min/max zone maps prune other customers and other days; no ART index (it would slow loads and is not used for
+range scans). Workers open the file read-only, connect on first use and `close()` after each query, so a
+loader can take the write lock between queries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import duckdb
+import pyarrow as pa
+
+from exports.engines import load_table_conform, statement_check
+from exports.engines.base import (
+    EVENTS_TABLE,
+    ROW_ID,
+    Dialect,
+    Estimate,
+    QueryCanceled,
+    Statement,
+    WarehouseEngine,
+    WarehouseError,
+)
+from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
+
+MEMORY = ":memory:"
+_SORT_KEY = ("CustomerId", "TimeStamp")  # the access path every query takes; see the module docstring
+_LOAD_VIEW = "_insights_load"
+
+DUCKDB = Dialect(
+    name="duckdb",
+    paramstyle="qmark",
+    type_names={
+        ColumnType.STRING.value: "VARCHAR",
+        ColumnType.INTEGER.value: "BIGINT",
+        ColumnType.FLOAT.value: "DOUBLE",
+        ColumnType.BOOLEAN.value: "BOOLEAN",
+        ColumnType.TIMESTAMP.value: "TIMESTAMP",
+    },
+)
+
+# DuckDB's type names -> the Arrow type a loaded column is converted to before the insert.
+_ARROW_BY_SQL_TYPE: dict[str, pa.DataType] = {DUCKDB.type_names[t.value]: t.arrow for t in ColumnType}
+
+
+def duckdb_path(url: str) -> str:
+    """The database path of `duckdb:///abs/path` (or `duckdb://:memory:`); ValueError for anything else."""
+    prefix = "duckdb://"
+    if not url.lower().startswith(prefix):
+        raise ValueError("a DuckDB warehouse URL starts with duckdb://")
+    rest = unquote(url[len(prefix) :])
+    if rest in (MEMORY, "/" + MEMORY):
+        return MEMORY
+    if not rest.startswith("/"):
+        raise ValueError("a DuckDB warehouse URL needs an absolute path: duckdb:///abs/path.duckdb")
+    return "/" + rest.lstrip("/")
+
+
+class DuckDBEngine(WarehouseEngine):
+    """One DuckDB database file, one connection, opened on first use."""
+
+    dialect = DUCKDB
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        read_only: bool = True,
+        memory_limit: str | None = None,
+        temp_directory: str | None = None,
+    ) -> None:
+        self.path = path
+        self.read_only = read_only and path != MEMORY  # an in-memory database cannot be opened read-only
+        self.config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit:
+            self.config["memory_limit"] = memory_limit
+        if temp_directory:
+            self.config["temp_directory"] = temp_directory
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+        self._canceled = threading.Event()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool, memory_limit: str | None, temp_directory: str | None
+    ) -> DuckDBEngine:
+        return cls(
+            duckdb_path(url), read_only=read_only, memory_limit=memory_limit, temp_directory=temp_directory
+        )
+
+    # -- connection ------------------------------------------------------------------------------------------
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._conn is None:
+                if not self.read_only and self.path != MEMORY:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    conn = duckdb.connect(self.path, read_only=self.read_only, config=self.config)
+                    conn.execute(
+                        "SET enable_progress_bar = false"
+                    )  # a worker's stdout is a log, not a terminal
+                except duckdb.Error as exc:
+                    raise _warehouse_error(exc) from exc
+                self._conn = conn
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream the result in batches of at most `batch_rows`, cast to the statement's Arrow schema.
+
+        A cancel() that arrives before the statement starts cancels it as soon as it does.
+        """
+        statement_check(statement, self.dialect.name)
+        schema = arrow_schema(statement.columns)
+        conn = self._connection()
+        try:
+            self._raise_if_canceled()
+            relation = conn.sql(statement.sql, params=list(statement.params))
+            with relation.to_arrow_reader(batch_rows) as reader:
+                for batch in reader:
+                    self._raise_if_canceled()
+                    yield batch if batch.schema.equals(schema) else batch.cast(schema)
+            self._raise_if_canceled()
+        except (duckdb.Error, OSError, pa.ArrowException) as exc:
+            # An interrupt surfaces as a DuckDB error before the first batch and as an OSError from the Arrow
+            # stream after it; either way our own flag tells a cancel from any other failure.
+            if self._canceled.is_set():
+                raise QueryCanceled("the query was canceled") from exc
+            raise _warehouse_error(exc) from exc
+        finally:
+            self._canceled.clear()
+
+    def _raise_if_canceled(self) -> None:
+        if self._canceled.is_set():
+            raise QueryCanceled("the query was canceled")
+
+    def cancel(self) -> None:
+        self._canceled.set()
+        conn = self._conn
+        if conn is not None:
+            conn.interrupt()
+
+    def estimate(self, statement: Statement) -> Estimate:
+        """Rows the table scans are expected to produce, from the optimizer (EXPLAIN: nothing is read)."""
+        statement_check(statement, self.dialect.name)
+        conn = self._connection()
+        try:
+            rows = conn.execute("EXPLAIN (FORMAT JSON) " + statement.sql, list(statement.params)).fetchall()
+        except (duckdb.Error, UnicodeError) as exc:
+            raise _warehouse_error(exc) from exc
+        scans = list(_scan_estimates(json.loads(rows[0][1])))
+        return Estimate(rows=sum(scans), details={"engine": "duckdb", "scans": len(scans)})
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def ensure_schema(self, columns: Sequence[Column]) -> None:
+        self._require_writable()
+        conn = self._connection()
+        table = quote_identifier(EVENTS_TABLE)
+        definitions = [f"{quote_identifier(c.name)} {self.dialect.type_names[c.type.value]}" for c in columns]
+        definitions.append(f"{quote_identifier(ROW_ID)} BIGINT NOT NULL")
+        try:
+            conn.begin()
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(definitions)})")
+            existing = self._arrow_types(conn)
+            for column in columns:
+                if column.name not in existing:
+                    sql_type = self.dialect.type_names[column.type.value]
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column.name)} {sql_type}")
+            conn.commit()
+        except duckdb.Error as exc:
+            conn.rollback()
+            raise _warehouse_error(exc) from exc
+
+    def load(self, table: pa.Table) -> int:
+        """Append `table` (a subset of the warehouse columns; missing ones are NULL) in one transaction.
+
+        `_row_id` continues from the largest one stored, in the input's order; the rows are stored sorted by
+        (CustomerId, TimeStamp) for the zone maps.
+        """
+        self._require_writable()
+        if table.num_rows == 0:
+            return 0
+        conn = self._connection()
+        try:
+            events, row_id = quote_identifier(EVENTS_TABLE), quote_identifier(ROW_ID)
+            staged = load_table_conform(table, self._arrow_types(conn))
+            columns = ", ".join(quote_identifier(name) for name in [*staged.column_names, ROW_ID])
+            order = ", ".join(quote_identifier(name) for name in _SORT_KEY if name in staged.column_names)
+            conn.begin()
+            try:
+                ((last,),) = conn.execute(f"SELECT coalesce(max({row_id}), 0) FROM {events}").fetchall()
+                row_ids = pa.array(range(last + 1, last + 1 + staged.num_rows), pa.int64())
+                conn.register(_LOAD_VIEW, staged.append_column(ROW_ID, row_ids))
+                conn.execute(
+                    f"INSERT INTO {events} ({columns}) SELECT {columns} FROM {_LOAD_VIEW}"
+                    + (f" ORDER BY {order}" if order else "")
+                )
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.unregister(_LOAD_VIEW)
+        except duckdb.Error as exc:
+            raise _warehouse_error(exc) from exc
+        return staged.num_rows
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise WarehouseError("the warehouse is open read-only")
+
+    def _arrow_types(self, conn: duckdb.DuckDBPyConnection) -> dict[str, pa.DataType]:
+        """The events table's columns and their Arrow types (empty when there is no table yet)."""
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = ? AND table_schema = current_schema() ORDER BY ordinal_position",
+            [EVENTS_TABLE],
+        ).fetchall()
+        types = {str(name): _ARROW_BY_SQL_TYPE.get(str(data_type)) for name, data_type in rows}
+        return {name: arrow for name, arrow in types.items() if arrow is not None}
+
+
+def _scan_estimates(nodes: Any) -> Iterator[int]:
+    """The "Estimated Cardinality" of every table scan in an EXPLAIN (FORMAT JSON) plan."""
+    for node in nodes if isinstance(nodes, list) else [nodes]:
+        value = str(node.get("extra_info", {}).get("Estimated Cardinality", ""))
+        if node.get("name", "").strip() in ("SEQ_SCAN", "TABLE_SCAN") and value.isdigit():
+            yield int(value)
+        yield from _scan_estimates(node.get("children", []))
+
+
+def _warehouse_error(exc: BaseException) -> WarehouseError:
+    """A WarehouseError naming the kind of failure only: DuckDB's own text may quote SQL or paths."""
+    text = str(exc)
+    if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
+        return WarehouseError("the warehouse file is locked by another process", retryable=True)
+    if isinstance(exc, duckdb.IOException):
+        return WarehouseError("the warehouse file cannot be opened or read")
+    if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in text:
+        return WarehouseError("the warehouse ran out of memory for this query")
+    if isinstance(exc, duckdb.InterruptException) or "INTERRUPT" in text:
+        return WarehouseError("the warehouse query was interrupted", retryable=True)
+    if isinstance(exc, duckdb.TransactionException):
+        return WarehouseError("the warehouse transaction conflicted with another one", retryable=True)
+    return WarehouseError(f"the warehouse query failed ({type(exc).__name__})")

@@ -1,0 +1,275 @@
+"""PostgreSQL: the second warehouse engine (psycopg 3).
+
+Layout: see `exports.engines`. Text columns are `COLLATE "C"` so strings compare by code point, as the query
+contract demands, whatever the database's locale; btree indexes serve the two access paths, customer + time
+range and customer + session (the scope semi-join); a unique index on `_row_id` keeps `max(_row_id)` cheap for
+loads. Results stream through a server-side cursor; the session time zone is UTC, so timestamps (stored
+without a zone, holding UTC) never shift.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+from psycopg import errors as pg_errors
+from psycopg import sql as pg_sql
+
+from exports.engines import load_table_conform, statement_check
+from exports.engines.base import (
+    EVENTS_TABLE,
+    ROW_ID,
+    Dialect,
+    Estimate,
+    QueryCanceled,
+    Statement,
+    WarehouseEngine,
+    WarehouseError,
+)
+from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
+
+POSTGRES = Dialect(
+    name="postgresql",
+    paramstyle="format",
+    type_names={
+        ColumnType.STRING.value: "text",
+        ColumnType.INTEGER.value: "bigint",
+        ColumnType.FLOAT.value: "double precision",
+        ColumnType.BOOLEAN.value: "boolean",
+        ColumnType.TIMESTAMP.value: "timestamp",
+    },
+)
+
+# information_schema's data_type -> the Arrow type a loaded column is converted to before COPY.
+_ARROW_BY_SQL_TYPE: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "double precision": pa.float64(),
+    "boolean": pa.bool_(),
+    "timestamp without time zone": pa.timestamp("us"),
+}
+_INDEXES = {  # name -> columns: the access paths (see the module docstring)
+    "events_customer_time": ("CustomerId", "TimeStamp"),
+    "events_customer_session": ("CustomerId", "SessionId"),
+}
+_SCHEMA_LOCK = 0x1E5E_E7E5  # advisory lock: concurrent ensure_schema calls must not race CREATE TABLE
+_COPY_ROWS = 50_000  # rows per CSV chunk sent to COPY: bounds the loader's memory
+_CURSOR = "insights_export"
+
+
+class PostgresEngine(WarehouseEngine):
+    """One PostgreSQL database, one connection, opened on first use."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, *, read_only: bool = True, connect_timeout: int = 10) -> None:
+        self.url = url
+        self.read_only = read_only
+        self.connect_timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+        self._canceled = threading.Event()
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, read_only: bool, memory_limit: str | None, temp_directory: str | None
+    ) -> PostgresEngine:
+        # memory_limit / temp_directory bound an embedded engine; the server's own settings govern PostgreSQL.
+        return cls(url, read_only=read_only)
+
+    # -- connection ------------------------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._conn is not None and (self._conn.closed or self._conn.broken):
+                self._conn = None
+            if self._conn is None:
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+                    conn.execute("SET TIME ZONE 'UTC'")
+                    if self.read_only:
+                        conn.execute("SET default_transaction_read_only = on")
+                except psycopg.Error as exc:
+                    raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
+                self._conn = conn
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream the result through a server-side cursor, `batch_rows` rows per FETCH and per batch.
+
+        A cancel() that arrives before the statement starts cancels it as soon as it does.
+        """
+        statement_check(statement, self.dialect.name)
+        schema = arrow_schema(statement.columns)
+        conn = self._connection()
+        try:
+            self._raise_if_canceled()
+            with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cursor:
+                cursor.execute(statement.sql, statement.params)
+                while True:
+                    self._raise_if_canceled()
+                    rows = cursor.fetchmany(batch_rows)
+                    if not rows:
+                        break
+                    yield _record_batch(rows, schema)
+        except (psycopg.Error, UnicodeError) as exc:
+            if self._canceled.is_set():
+                raise QueryCanceled("the query was canceled") from exc
+            raise _warehouse_error(exc) from exc
+        finally:
+            self._canceled.clear()
+
+    def _raise_if_canceled(self) -> None:
+        if self._canceled.is_set():
+            raise QueryCanceled("the query was canceled")
+
+    def cancel(self) -> None:
+        self._canceled.set()
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            try:
+                conn.cancel_safe(timeout=10)
+            except psycopg.Error:
+                pass  # best effort: the flag still stops execute() at its next batch
+
+    def estimate(self, statement: Statement) -> Estimate:
+        """Rows the table scans are expected to produce, from the planner (EXPLAIN: nothing is read)."""
+        statement_check(statement, self.dialect.name)
+        conn = self._connection()
+        try:
+            row = conn.execute("EXPLAIN (FORMAT JSON) " + statement.sql, statement.params).fetchone()
+        except (psycopg.Error, UnicodeError) as exc:
+            raise _warehouse_error(exc) from exc
+        plan = (row[0] if row else [{}])[0].get("Plan", {})
+        scans = list(_scan_estimates(plan))
+        return Estimate(
+            rows=sum(scans),
+            details={"engine": "postgresql", "scans": len(scans), "result_rows": plan.get("Plan Rows")},
+        )
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def ensure_schema(self, columns: Sequence[Column]) -> None:
+        self._require_writable()
+        conn = self._connection()
+        table = quote_identifier(EVENTS_TABLE)
+        definitions = [f"{quote_identifier(c.name)} {self._ddl_type(c.type)}" for c in columns]
+        definitions.append(f"{quote_identifier(ROW_ID)} bigint NOT NULL")
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(definitions)})")
+                existing = self._arrow_types(conn)
+                for column in columns:
+                    if column.name not in existing:
+                        conn.execute(
+                            f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column.name)}"
+                            f" {self._ddl_type(column.type)}"
+                        )
+                for name, key in _INDEXES.items():
+                    keys = ", ".join(quote_identifier(k) for k in key)
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS {quote_identifier(name)} ON {table} ({keys})")
+                row_id, row_id_index = quote_identifier(ROW_ID), quote_identifier(f"{EVENTS_TABLE}_row_id")
+                conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {row_id_index} ON {table} ({row_id})")
+        except psycopg.Error as exc:
+            raise _warehouse_error(exc) from exc
+
+    def _ddl_type(self, column_type: ColumnType) -> str:
+        name = self.dialect.type_names[column_type.value]
+        return f'{name} COLLATE "C"' if column_type is ColumnType.STRING else name
+
+    def load(self, table: pa.Table) -> int:
+        """Append `table` (a subset of the warehouse columns; missing ones are NULL) in one transaction.
+
+        `_row_id` continues from the largest one stored, in the input's order; the table lock orders
+        concurrent loads so their row ids never collide. Rows travel as CSV written by Arrow (strings always
+        quoted, so an empty string stays distinct from NULL) through COPY.
+        """
+        self._require_writable()
+        if table.num_rows == 0:
+            return 0
+        conn = self._connection()
+        events = quote_identifier(EVENTS_TABLE)
+        try:
+            staged = load_table_conform(table, self._arrow_types(conn))
+            columns = ", ".join(quote_identifier(name) for name in [*staged.column_names, ROW_ID])
+            with conn.transaction():
+                conn.execute(f"LOCK TABLE {events} IN SHARE ROW EXCLUSIVE MODE")
+                row = conn.execute(
+                    f"SELECT coalesce(max({quote_identifier(ROW_ID)}), 0) FROM {events}"
+                ).fetchone()
+                last = int(row[0]) if row else 0
+                staged = staged.append_column(
+                    ROW_ID, pa.array(range(last + 1, last + 1 + staged.num_rows), pa.int64())
+                )
+                copy_sql = pg_sql.SQL(f"COPY {events} ({columns}) FROM STDIN (FORMAT csv)")
+                options = pa_csv.WriteOptions(include_header=False)
+                with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                    for batch in staged.to_batches(max_chunksize=_COPY_ROWS):
+                        buffer = io.BytesIO()
+                        pa_csv.write_csv(batch, buffer, options)
+                        copy.write(buffer.getbuffer())
+        except psycopg.Error as exc:
+            raise _warehouse_error(exc) from exc
+        return staged.num_rows
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise WarehouseError("the warehouse is open read-only")
+
+    def _arrow_types(self, conn: psycopg.Connection[Any]) -> dict[str, pa.DataType]:
+        """The events table's columns and their Arrow types (empty when there is no table yet)."""
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = %s AND table_schema = current_schema() ORDER BY ordinal_position",
+            (EVENTS_TABLE,),
+        ).fetchall()
+        types = {str(name): _ARROW_BY_SQL_TYPE.get(str(data_type)) for name, data_type in rows}
+        return {name: arrow for name, arrow in types.items() if arrow is not None}
+
+
+def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows from the cursor, column by column, typed by the statement's schema (datetimes are naive UTC)."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _scan_estimates(node: dict[str, Any]) -> Iterator[int]:
+    """The planned rows of every node that reads a table (it names a relation), depth first."""
+    if "Relation Name" in node:
+        yield int(node.get("Plan Rows", 0))
+    for child in node.get("Plans", []):
+        yield from _scan_estimates(child)
+
+
+def _warehouse_error(exc: BaseException) -> WarehouseError:
+    """A WarehouseError naming the failure's kind and SQLSTATE only: server text may quote SQL or paths."""
+    if isinstance(exc, UnicodeError):
+        return WarehouseError("a query value is not valid text for the warehouse")
+    state = getattr(exc, "sqlstate", None)
+    suffix = f" (SQLSTATE {state})" if state else ""
+    if isinstance(exc, pg_errors.QueryCanceled):  # not ours (cancel() sets the flag): statement_timeout
+        return WarehouseError("the warehouse query timed out" + suffix, retryable=True)
+    if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+        return WarehouseError(
+            "the warehouse transaction conflicted with another one" + suffix, retryable=True
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return WarehouseError("the warehouse is unavailable" + suffix, retryable=True)
+    if isinstance(exc, psycopg.DataError):
+        return WarehouseError("a value cannot be stored or compared by the warehouse" + suffix)
+    return WarehouseError("the warehouse query failed" + suffix)
