@@ -129,7 +129,7 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
             "fields": draw(st.lists(st.sampled_from(selectable), min_size=1, max_size=4, unique=True))
         }
         filters: dict[str, Any] = draw(conditions(event))
-        inside: bool = draw(st.booleans())  # data.Event.filters, or the top-level filters
+        inside = bool(draw(st.booleans()))  # data.Event.filters, or the top-level filters
         if filters and inside:
             entry["filters"] = filters
         elif filters:
