@@ -101,6 +101,8 @@ WAREHOUSE_TEMP_DIR = env_str("WAREHOUSE_TEMP_DIR", str(VAR_DIR / "warehouse-tmp"
 
 # Query limits (defaults; per-customer values live on the customer).
 QUERY_MAX_WINDOW_DAYS = env_int("QUERY_MAX_WINDOW_DAYS", 31, minimum=1)
+# A query running longer is stopped and ends Canceled; Celery's soft and hard limits are a backstop above it.
+QUERY_TIME_LIMIT_SECONDS = env_int("QUERY_TIME_LIMIT_SECONDS", 3600, minimum=1)
 
 # Exports.
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
@@ -124,8 +126,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)}
+    # Redis redelivers an unacknowledged task after the visibility timeout: it must outlast the hard limit,
+    # or a long query would start twice.
+    else {
+        "visibility_timeout": max(
+            env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60), QUERY_TIME_LIMIT_SECONDS + 600
+        )
+    }
 )
+CELERY_TASK_SOFT_TIME_LIMIT = QUERY_TIME_LIMIT_SECONDS + 60
+CELERY_TASK_TIME_LIMIT = QUERY_TIME_LIMIT_SECONDS + 180
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

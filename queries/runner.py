@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
+from django import db
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 
 from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
@@ -38,6 +41,7 @@ from queries.delivery import customer_destination, report_key
 from queries.errors import QueryFailed
 from queries.models import QueryStatus
 from queries.services import (
+    LEASE,
     Claim,
     query_claim,
     query_complete,
@@ -53,15 +57,27 @@ logger = logging.getLogger(__name__)
 HEARTBEAT = 1.0
 EMPTY_RESULT = "The query returned empty values"
 CANCELED = "Canceled at the customer's request."
+TIMED_OUT = (
+    "The query ran longer than the time limit and was canceled; narrow the timestamp window or the filters."
+)
 
 
 @dataclass
 class _Progress:
     """Written by the export thread, read by the supervisor; the stop event crosses between them."""
 
+    deadline: float  # time.monotonic() past which the query is stopped
     rows: int = 0
     bytes: int = 0
+    timed_out: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def should_stop(self) -> bool:
+        """Checked by the writer before each batch."""
+        if time.monotonic() >= self.deadline:
+            self.timed_out = True
+            self.stop.set()
+        return self.stop.is_set()
 
     def update(self, rows: int, bytes_written: int) -> None:
         self.rows, self.bytes = rows, bytes_written
@@ -94,10 +110,12 @@ def _run(claim: Claim, workdir: Path) -> None:
     engine = warehouse_engine()
     statement = query_compile(query, customer_id=customer.key, dialect=engine.dialect)
     workdir.mkdir(parents=True, exist_ok=True)
+    progress = _Progress(deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
     try:
-        parts = _export(claim, engine, statement, workdir)
-    except (QueryCanceled, WriteCanceled):
-        query_fail(claim=claim, status=QueryStatus.CANCELED, message=CANCELED)
+        parts = _export(claim, engine, statement, workdir, progress)
+    except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
+        timed_out = progress.timed_out or time.monotonic() >= progress.deadline
+        query_fail(claim=claim, status=QueryStatus.CANCELED, message=TIMED_OUT if timed_out else CANCELED)
         return
     except WriteLimitExceeded:
         raise QueryFailed(
@@ -113,8 +131,9 @@ def _run(claim: Claim, workdir: Path) -> None:
     _publish(claim, parts, schema=manifest_schema(statement.columns))
 
 
-def _export(claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path) -> list[PartFile]:
-    progress = _Progress()
+def _export(
+    claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
+) -> list[PartFile]:
     supervisor = threading.Thread(target=_supervise, args=(claim, engine, progress), daemon=True)
     epoch_ms = int(time.time() * 1000)
     guid = claim.request.guid
@@ -128,7 +147,7 @@ def _export(claim: Claim, engine: WarehouseEngine, statement: Statement, workdir
             part_bytes=settings.EXPORT_PART_BYTES,
             compression_level=settings.EXPORT_GZIP_LEVEL,
             max_bytes=claim.request.customer.max_bytes_per_query,
-            should_stop=progress.stop.is_set,
+            should_stop=progress.should_stop,
             progress=progress.update,
         )
     finally:
@@ -138,12 +157,26 @@ def _export(claim: Claim, engine: WarehouseEngine, statement: Statement, workdir
 
 
 def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> None:
-    while not progress.stop.wait(HEARTBEAT):
-        if not query_heartbeat(claim=claim, rows=progress.rows, bytes_written=progress.bytes):
-            # Canceled, or the lease went to another attempt: stop reading and writing now.
-            progress.stop.set()
-            engine.cancel()
-            return
+    """Heartbeat the lease; stop the export (warehouse statement included) on a cancel, a lost lease or the
+    time limit. It runs in its own thread because the export thread may sit inside the engine for minutes."""
+    last_beat = time.monotonic()
+    try:
+        while not progress.stop.wait(HEARTBEAT):
+            progress.timed_out = progress.timed_out or time.monotonic() >= progress.deadline
+            try:
+                held = query_heartbeat(claim=claim, rows=progress.rows, bytes_written=progress.bytes)
+                last_beat = time.monotonic()
+            except DatabaseError:
+                # A database hiccup: try again next tick, but once a lease's worth of beats is lost another
+                # worker may hold the query, so stop.
+                logger.warning("query %s: heartbeat failed", claim.request.guid, exc_info=True)
+                held = time.monotonic() - last_beat < LEASE.total_seconds()
+            if progress.timed_out or not held:
+                progress.stop.set()
+                engine.cancel()
+                return
+    finally:
+        db.connection.close()  # this thread's own connection
 
 
 def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]]) -> None:

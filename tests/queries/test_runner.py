@@ -1,0 +1,219 @@
+"""query_run in-process on a real DuckDB warehouse and real local storage (the Celery path is tested end to end)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from exports.engines import engine_from_url
+from exports.storage.base import StorageError
+from exports.storage.local import LocalStorage
+from queries import runner
+from queries.catalog import catalog
+from queries.demo import demo_table
+from queries.models import QueryRequest, QueryStatus
+
+BODY = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {"CallEvent": {"fields": ["SessionId", "Ani", "Duration"]}},
+}
+
+
+@pytest.fixture()
+def warehouse(settings, tmp_path, local_exports):
+    path = tmp_path / "warehouse.duckdb"
+    engine = engine_from_url(f"duckdb:///{path}", read_only=False)
+    engine.ensure_schema(catalog().warehouse_columns())
+    engine.load(demo_table(customers=["acme", "globex"], sessions=600, seed=5))
+    engine.close()
+    settings.WAREHOUSE_URL = f"duckdb:///{path}"
+    settings.EXPORT_PART_BYTES = 4096
+    return path
+
+
+@pytest.fixture()
+def enqueue_nothing(monkeypatch):
+    monkeypatch.setattr("queries.services.query_enqueue", lambda *, query_id: None)
+
+
+def _submit(customer, body=BODY) -> QueryRequest:
+    from queries.services import query_create
+
+    return query_create(customer=customer, body=body)
+
+
+def _expected_rows(warehouse: Path, customer: str) -> list[tuple]:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(
+            'SELECT "SessionId", "Ani", "Duration" FROM events WHERE "EventName" = \'CallEvent\' AND "CustomerId" = ?'
+            " AND \"TimeStamp\" BETWEEN '2019-11-25' AND '2019-11-26' ORDER BY \"TimeStamp\", _row_id",
+            [customer],
+        ).fetchall()
+
+
+def test_run_publishes_every_part_and_a_matching_manifest(
+    customer_factory, warehouse, local_exports, enqueue_nothing
+):
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.COMPLETED, query.messages
+    assert len(query.files) > 1  # 4 kB parts
+    lines: list[str] = []
+    for entry in query.files:
+        data = (local_exports / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
+        part = gzip.decompress(data).decode().splitlines()
+        assert part[0] == "SessionId,Ani,Duration"
+        assert len(part) - 1 == entry["rows"]
+        lines += part[1:]
+    expected = _expected_rows(warehouse, "acme")
+    assert [line.split(",")[:2] for line in lines] == [[s, a] for s, a, _ in expected]
+    manifest = json.loads((local_exports / query.manifest_path).read_text())
+    assert [p["sha256"] for p in manifest["parts"]] == [f["sha256"] for f in query.files]
+    assert manifest["fingerprint"] == query.fingerprint
+    assert query.row_count == len(expected) and query.attempts == 1 and query.delivery_attempts == 1
+    assert not list((Path(warehouse).parent / "work").glob("*"))  # scratch space removed
+
+
+def test_a_second_delivery_of_the_task_does_nothing(customer_factory, warehouse, enqueue_nothing):
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    finished = QueryRequest.objects.get(pk=query.pk)
+    runner.query_run(query_id=query.pk)
+    again = QueryRequest.objects.get(pk=query.pk)
+    assert (again.attempts, again.files, again.finished_at) == (
+        finished.attempts,
+        finished.files,
+        finished.finished_at,
+    )
+
+
+def test_zero_rows_fail_and_publish_nothing(customer_factory, warehouse, local_exports, enqueue_nothing):
+    body = {**BODY, "filters": {"CallEvent": {"Ani": {"$eq": "nobody"}}}}
+    query = _submit(customer_factory("acme"), body)
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.messages) == (QueryStatus.FAILED, ["The query returned empty values"])
+    assert not list(local_exports.rglob("*.gz"))
+
+
+def test_the_data_cap_fails_the_query_with_nothing_published(
+    customer_factory, warehouse, local_exports, enqueue_nothing
+):
+    query = _submit(customer_factory("acme", max_bytes_per_query=2000))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.FAILED and "cap of 2000 bytes" in query.messages[0]
+    assert not list(local_exports.rglob("*.gz"))
+
+
+def test_the_time_limit_cancels_the_query(
+    customer_factory, warehouse, local_exports, settings, enqueue_nothing
+):
+    settings.QUERY_TIME_LIMIT_SECONDS = 0
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.CANCELED and "time limit" in query.messages[0]
+    assert not list(local_exports.rglob("*.gz"))
+
+
+class _FlakyStorage(LocalStorage):
+    failures = 0
+
+    def publish(self, files, manifest):
+        if _FlakyStorage.failures:
+            _FlakyStorage.failures -= 1
+            raise StorageError("connection reset by peer", retryable=True)
+        super().publish(files, manifest)
+
+
+class _RefusingStorage(LocalStorage):
+    def publish(self, files, manifest):
+        raise StorageError("permission denied on reports/acme", retryable=False)
+
+
+@pytest.mark.parametrize(
+    ("failures", "status", "attempts"), [(2, QueryStatus.COMPLETED, 3), (9, QueryStatus.FAILED, 3)]
+)
+def test_transient_delivery_failures_are_retried_then_given_up(
+    customer_factory,
+    warehouse,
+    local_exports,
+    settings,
+    monkeypatch,
+    enqueue_nothing,
+    failures,
+    status,
+    attempts,
+):
+    settings.DELIVERY_RETRIES, settings.DELIVERY_BACKOFF_SECONDS = 2, 0
+    _FlakyStorage.failures = failures
+    monkeypatch.setattr(runner, "destination_storage", lambda destination: _FlakyStorage(local_exports))
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.delivery_attempts) == (status, attempts)
+    if status == QueryStatus.FAILED:
+        assert "after 3 tries" in query.messages[0]
+
+
+def test_permanent_delivery_failure_fails_at_once_saying_what_to_fix(
+    customer_factory, warehouse, local_exports, monkeypatch, enqueue_nothing
+):
+    monkeypatch.setattr(runner, "destination_storage", lambda destination: _RefusingStorage(local_exports))
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.FAILED and query.delivery_attempts == 1
+    assert "permission denied" in query.messages[0] and "destination" in query.messages[0]
+
+
+class _RecordingEngine:
+    canceled = False
+
+    def cancel(self) -> None:
+        self.canceled = True
+
+
+@pytest.mark.django_db(transaction=True)  # the supervisor thread has its own connection: it must see the rows
+def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory, monkeypatch):
+    from queries.services import query_cancel, query_claim
+
+    monkeypatch.setattr(runner, "HEARTBEAT", 0.01)
+    query = QueryRequest.objects.create(customer=customer_factory("acme"), body={}, fingerprint="f" * 64)
+    claim = query_claim(query_id=query.pk)
+    assert claim is not None
+    engine, progress = _RecordingEngine(), runner._Progress(deadline=float("inf"))
+    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
+    thread.start()
+    time.sleep(0.05)
+    assert not engine.canceled  # heartbeats alone do not stop anything
+    query_cancel(request=QueryRequest.objects.get(pk=query.pk))
+    thread.join(timeout=10)
+    assert engine.canceled and progress.stop.is_set() and not progress.timed_out
+    assert QueryRequest.objects.get(pk=query.pk).lease_expires_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_supervisor_stops_the_engine_at_the_time_limit(customer_factory, monkeypatch):
+    from queries.services import query_claim
+
+    monkeypatch.setattr(runner, "HEARTBEAT", 0.01)
+    query = QueryRequest.objects.create(customer=customer_factory("acme"), body={}, fingerprint="f" * 64)
+    claim = query_claim(query_id=query.pk)
+    assert claim is not None
+    engine, progress = _RecordingEngine(), runner._Progress(deadline=time.monotonic() + 0.05)
+    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
+    thread.start()
+    thread.join(timeout=10)
+    assert engine.canceled and progress.timed_out
