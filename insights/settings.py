@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "exports",
     "insights",
     "queries",
@@ -156,9 +157,17 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["insights.authentication.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["insights.authentication.IsCustomer"],
     "EXCEPTION_HANDLER": "insights.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # Bodies spelled like the documented ones ({"code": 400, "message": ...}): ", " and ": " separators.
     "COMPACT_JSON": False,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Insights API",
+    "DESCRIPTION": "Asynchronous queries over call, message and flow events; results as gzipped CSV.",
+    "VERSION": "4",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 LOGGING = {
