@@ -104,6 +104,14 @@ WAREHOUSE_TEMP_DIR = env_str("WAREHOUSE_TEMP_DIR", str(VAR_DIR / "warehouse-tmp"
 QUERY_MAX_WINDOW_DAYS = env_int("QUERY_MAX_WINDOW_DAYS", 31, minimum=1)
 # A query running longer is stopped and ends Canceled; Celery's soft and hard limits are a backstop above it.
 QUERY_TIME_LIMIT_SECONDS = env_int("QUERY_TIME_LIMIT_SECONDS", 3600, minimum=1)
+# A running query's lease; its worker renews it every second. Once it expires the reaper (every
+# REAPER_INTERVAL_SECONDS) runs the query again, up to QUERY_MAX_ATTEMPTS attempts in all.
+QUERY_LEASE_SECONDS = env_int("QUERY_LEASE_SECONDS", 30, minimum=2)
+QUERY_MAX_ATTEMPTS = env_int("QUERY_MAX_ATTEMPTS", 3, minimum=1)
+REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 30, minimum=1)
+# A Pending query no worker has claimed after this long (its message was lost, e.g. a broker restart) is
+# enqueued again.
+QUERY_REQUEUE_AFTER_SECONDS = env_int("QUERY_REQUEUE_AFTER_SECONDS", 300, minimum=1)
 
 # Exports.
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
@@ -146,7 +154,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
-    "reap-leases": {"task": "queries.reap_leases", "schedule": 30.0},
+    "reap-leases": {"task": "queries.reap_leases", "schedule": float(REAPER_INTERVAL_SECONDS)},
     "expire-results": {"task": "queries.expire_results", "schedule": 3600.0},
     "sweep-uploads": {"task": "queries.sweep_uploads", "schedule": 6 * 3600.0},
 }

@@ -21,8 +21,6 @@ from queries.models import QueryRequest, QueryStatus
 logger = logging.getLogger(__name__)
 
 SWEEP_AGE = timedelta(days=1)
-MAX_ATTEMPTS = 3
-STUCK_AFTER = timedelta(minutes=5)  # a Pending query no worker has claimed for this long is enqueued again
 
 
 def results_expire(*, now: datetime | None = None) -> int:
@@ -77,17 +75,19 @@ def uploads_sweep(*, older_than: timedelta = SWEEP_AGE) -> int:
 
 def leases_reap(*, now: datetime | None = None) -> tuple[int, int]:
     """Pending queries whose worker died (lease expired) or that no worker ever claimed: enqueue them again,
-    or fail them after MAX_ATTEMPTS attempts. Returns (requeued, failed)."""
+    or fail them after QUERY_MAX_ATTEMPTS attempts. Returns (requeued, failed)."""
     from queries.services import query_enqueue
 
     now = now or timezone.now()
+    max_attempts = settings.QUERY_MAX_ATTEMPTS
+    stuck_after = timedelta(seconds=settings.QUERY_REQUEUE_AFTER_SECONDS)
     pending = QueryRequest.objects.filter(status=QueryStatus.PENDING)
     lost = pending.filter(lease_expires_at__lt=now)
-    gave_up = lost.filter(attempts__gte=MAX_ATTEMPTS).update(
+    gave_up = lost.filter(attempts__gte=max_attempts).update(
         status=QueryStatus.FAILED,
         finished_at=now,
         lease_expires_at=None,
-        messages=[f"The query did not finish after {MAX_ATTEMPTS} attempts; it has been logged for review."],
+        messages=[f"The query did not finish after {max_attempts} attempts; it has been logged for review."],
     )
     # A canceled query whose worker died ends Canceled, freeing its slot.
     pending.filter(lease_expires_at__lt=now, cancel_requested=True).update(
@@ -97,8 +97,8 @@ def leases_reap(*, now: datetime | None = None) -> tuple[int, int]:
         messages=["Canceled at the customer's request."],
     )
     retry = pending.filter(
-        Q(lease_expires_at__lt=now, attempts__lt=MAX_ATTEMPTS)
-        | Q(lease_expires_at__isnull=True, submitted_at__lt=now - STUCK_AFTER)
+        Q(lease_expires_at__lt=now, attempts__lt=max_attempts)
+        | Q(lease_expires_at__isnull=True, submitted_at__lt=now - stuck_after)
     ).filter(cancel_requested=False)
     requeued = 0
     for query_id in retry.values_list("pk", flat=True):

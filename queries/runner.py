@@ -41,8 +41,8 @@ from queries.delivery import customer_destination, report_key
 from queries.errors import QueryFailed
 from queries.models import QueryStatus
 from queries.services import (
-    LEASE,
     Claim,
+    lease_duration,
     query_claim,
     query_complete,
     query_delivery_attempted,
@@ -170,7 +170,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> No
                 # A database hiccup: try again next tick, but once a lease's worth of beats is lost another
                 # worker may hold the query, so stop.
                 logger.warning("query %s: heartbeat failed", claim.request.guid, exc_info=True)
-                held = time.monotonic() - last_beat < LEASE.total_seconds()
+                held = time.monotonic() - last_beat < lease_duration().total_seconds()
             if progress.timed_out or not held:
                 progress.stop.set()
                 engine.cancel()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -21,7 +22,9 @@ from queries.models import QueryRequest, QueryStatus
 from queries.validation import query_validate
 from queries.warehouse import warehouse_dialect
 
-LEASE = timedelta(seconds=30)
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.QUERY_LEASE_SECONDS)
 
 
 def query_create(*, customer: Customer, body: Any) -> QueryRequest:
@@ -90,7 +93,9 @@ def query_claim(*, query_id: int) -> Claim | None:
     now = timezone.now()
     claimable = QueryRequest.objects.filter(pk=query_id, status=QueryStatus.PENDING, cancel_requested=False)
     claimable = claimable.exclude(lease_expires_at__gt=now)
-    taken = claimable.update(attempts=F("attempts") + 1, lease_expires_at=now + LEASE, started_at=now)
+    taken = claimable.update(
+        attempts=F("attempts") + 1, lease_expires_at=now + lease_duration(), started_at=now
+    )
     if not taken:
         return None
     request = QueryRequest.objects.select_related("customer").get(pk=query_id)
@@ -101,7 +106,11 @@ def query_heartbeat(*, claim: Claim, rows: int, bytes_written: int) -> bool:
     """Extend the lease and record progress; False when the lease is lost or a cancel was asked for."""
     held = _held(claim).filter(cancel_requested=False)
     return bool(
-        held.update(lease_expires_at=timezone.now() + LEASE, progress_rows=rows, progress_bytes=bytes_written)
+        held.update(
+            lease_expires_at=timezone.now() + lease_duration(),
+            progress_rows=rows,
+            progress_bytes=bytes_written,
+        )
     )
 
 
