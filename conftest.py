@@ -83,3 +83,14 @@ def completed_query_factory(db, local_exports):
         return query
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    """Each test gets its own in-memory cache (failed-authentication counts must not leak between tests)."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}
+    }
+    from django.core.cache import cache
+
+    cache.clear()

@@ -13,6 +13,7 @@ from rest_framework import authentication, exceptions, permissions
 
 from insights.models import Customer
 from insights.services import credential_resolve
+from insights.throttling import auth_failure_record, auth_failures_check
 
 if TYPE_CHECKING:  # DRF imports this module while rest_framework.views is still loading
     from rest_framework.request import Request
@@ -34,6 +35,16 @@ class BearerAuthentication(authentication.BaseAuthentication):
         parts = authentication.get_authorization_header(request).split()
         if not parts or parts[0].lower() != BEARER:
             return None
+        try:
+            return self._resolve(parts)
+        except exceptions.AuthenticationFailed:
+            # Counted and checked on the failure path only, so a valid request costs no cache round trip:
+            # keys carry 256 random bits, so the limit is against load and scanning, not against guessing.
+            auth_failures_check(request._request)
+            auth_failure_record(request._request)
+            raise
+
+    def _resolve(self, parts: list[bytes]) -> tuple[Any, Customer]:
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.")
         try:

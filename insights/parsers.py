@@ -1,0 +1,31 @@
+"""The JSON parser of the API, with a body-size limit (413 in the error envelope)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import exceptions, parsers
+
+from insights.errors import ApiError
+
+
+class LimitedJSONParser(parsers.JSONParser):
+    """Reads at most API_MAX_BODY_BYTES (+1 to detect more), whatever Content-Length claims."""
+
+    def parse(
+        self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None
+    ) -> Any:
+        limit = int(settings.API_MAX_BODY_BYTES)
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise ApiError(f"Request body too large: the limit is {limit} bytes.", status_code=413)
+        try:
+            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise exceptions.ParseError(f"JSON parse error - {error}") from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")

@@ -1,0 +1,48 @@
+"""Abuse limits: failed authentication is throttled per client; oversized bodies are refused."""
+
+from __future__ import annotations
+
+import json
+
+from rest_framework.test import APIClient
+
+from insights.services import api_key_create
+
+
+def test_failed_authentication_is_throttled_per_client(db, settings, customer_factory):
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    _, key = api_key_create(customer=customer_factory("acme"), name="t")
+    attacker, other = APIClient(REMOTE_ADDR="10.0.0.1"), APIClient(REMOTE_ADDR="10.0.0.2")
+    attacker.credentials(HTTP_AUTHORIZATION="Bearer ik_00000000_wrong")
+    statuses = [attacker.get("/_rest/v4/dwh/Q").status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    throttled = attacker.get("/_rest/v4/dwh/Q")
+    assert throttled.json()["code"] == 429 and int(throttled["Retry-After"]) > 0
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert other.get("/_rest/v4/dwh/Q").status_code == 200  # another client is not affected
+    other.credentials(HTTP_AUTHORIZATION="Bearer ik_00000000_wrong")
+    assert other.get("/_rest/v4/dwh/Q").status_code == 401
+
+
+def test_oversized_body_is_refused_with_413(db, settings, customer_factory):
+    settings.API_MAX_BODY_BYTES = 2048
+    _, key = api_key_create(customer=customer_factory("acme"), name="t")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    body = {
+        "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+        "data": {"CallEvent": {"fields": ["Ani"], "filters": {"Ani": {"$in": ["x" * 10] * 300}}}},
+    }
+    response = client.post("/_rest/v4/dwh/Q", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 413
+    assert response.json() == {"code": 413, "message": "Request body too large: the limit is 2048 bytes."}
+
+
+def test_malformed_json_is_a_400_in_the_envelope(db, customer_factory):
+    _, key = api_key_create(customer=customer_factory("acme"), name="t")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = client.post("/_rest/v4/dwh/Q", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == 400
+    wrong_type = client.post("/_rest/v4/dwh/Q", data="a=b", content_type="application/x-www-form-urlencoded")
+    assert wrong_type.status_code == 415 and wrong_type.json()["code"] == 415
