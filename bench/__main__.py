@@ -12,10 +12,10 @@ import django
 django.setup()
 
 from bench import compile as compile_bench  # noqa: E402
-from bench import pruning  # noqa: E402
+from bench import pruning, upload_s3  # noqa: E402
 from bench.report import Report  # noqa: E402
 
-SECTIONS = {"compile": compile_bench.run, "pruning": pruning.run}
+SECTIONS = {"compile": compile_bench.run, "pruning": pruning.run, "upload_s3": upload_s3.run}
 
 
 def main(argv: list[str]) -> int:
