@@ -1,0 +1,115 @@
+"""Delivery through the whole service: a customer whose default destination is S3 (a real moto_server)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from queries.demo import DEMO_CUSTOMER_KEYS
+from tests.moto import MotoServer, moto_server
+from tests.service import Service, service_running
+from tests.test_service_e2e import REQUEST_1, _submit
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
+    with service_running(
+        database_url=postgres.create_database("insights_delivery"),
+        broker_url=redis.url,
+        var_dir=tmp_path_factory.mktemp("delivery"),
+    ) as running:
+        running.worker_start()
+        yield running
+
+
+def _destination_create(service: Service, customer: str, name: str, config: dict, *, default: bool) -> None:
+    script = (
+        "from insights.models import Customer, Destination\n"
+        "from insights.destinations import destination_secrets_set\n"
+        f"config = {config!r}\n"
+        "secret = config.pop('secret_access_key')\n"
+        f"d = Destination.objects.create(customer=Customer.objects.get(key={customer!r}), name={name!r}, "
+        f"kind='s3', is_default={default!r}, **config)\n"
+        "destination_secrets_set(d, secret_access_key=secret)\n"
+    )
+    service.manage("shell", "-c", script)
+
+
+@pytest.fixture(scope="module")
+def s3_customer(service: Service, s3: MotoServer) -> tuple[str, str]:
+    key = service.customer_create(DEMO_CUSTOMER_KEYS[2])
+    bucket = s3.bucket_create("results")
+    config = {k: v for k, v in s3.storage_config(bucket, prefix="insights").items() if k != "endpoint_url"}
+    config["endpoint_url"] = s3.endpoint_url
+    _destination_create(service, DEMO_CUSTOMER_KEYS[2], "bucket", config, default=True)
+    return key, bucket
+
+
+def test_result_on_s3_is_listed_with_presigned_urls_and_redirected(
+    service: Service, s3: MotoServer, s3_customer: tuple[str, str]
+) -> None:
+    key, bucket = s3_customer
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"
+    location = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=key).json()
+    entry = location["files"][0]
+    assert entry["path"].startswith(f"reports/{DEMO_CUSTOMER_KEYS[2]}/{guid}_QueryExport_")
+    with urllib.request.urlopen(entry["url"], timeout=30) as response:
+        data = response.read()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    assert gzip.decompress(data).decode().splitlines()[0] == "FlowId"
+    redirect = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download", key=key)
+    assert redirect.status == 303 and redirect.headers["Location"].startswith(s3.endpoint_url)
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"insights/{entry['path']}" in keys
+    manifest_key = f"insights/reports/{DEMO_CUSTOMER_KEYS[2]}/{guid}_manifest.json"
+    manifest = json.loads(s3.client().get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    assert [p["sha256"] for p in manifest["parts"]] == [entry["sha256"]]
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_redeliver_copies_a_local_result_to_s3(service: Service, s3: MotoServer) -> None:
+    customer = DEMO_CUSTOMER_KEYS[1]  # the service seeds the first three demo customers
+    key = service.customer_create(customer)
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"  # published locally (no destination)
+    bucket = s3.bucket_create("copies")
+    config = {k: v for k, v in s3.storage_config(bucket).items()}
+    _destination_create(service, customer, "archive", config, default=False)
+    output = service.manage("redeliver", guid, "--to", "archive")
+    assert "redelivered 2 file(s)" in output
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"reports/{customer}/{guid}_manifest.json" in keys and len(keys) == 2
+
+
+def test_retention_deletes_the_s3_objects_and_expires_the_query(
+    service: Service, s3: MotoServer, s3_customer: tuple[str, str]
+) -> None:
+    key, bucket = s3_customer
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"
+    service.manage(
+        "shell",
+        "-c",
+        (
+            "from datetime import timedelta\nfrom django.utils import timezone\n"
+            "from queries.models import QueryRequest\nfrom queries.maintenance import results_expire\n"
+            f"QueryRequest.objects.filter(guid={guid!r}).update(finished_at=timezone.now() - timedelta(days=30))\n"
+            "results_expire()\n"
+        ),
+    )
+    gone = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=key)
+    assert gone.status == 410
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert not any(guid in k for k in keys)
