@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -44,6 +46,14 @@ def _detail_message(detail: Any) -> Any:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):  # Django's own body limit, met before our parser can count
+        return Response(
+            {
+                "code": 413,
+                "message": f"Request body too large: the limit is {settings.API_MAX_BODY_BYTES} bytes.",
+            },
+            status=413,
+        )
     if isinstance(exc, ApiError):
         return Response(exc.body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

@@ -1,16 +1,32 @@
 """The root URL map."""
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
-
+from django.views import defaults
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
 
 from insights.apis import AuthenticateApi
+from queries.apis import api_path_not_found
+
+# The schema and its docs page are public, and ignore any Authorization header (a stale token must not hide them).
+PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("_rest/v4/authenticate", AuthenticateApi.as_view(), name="authenticate"),
-    path("_rest/v4/schema", SpectacularAPIView.as_view(), name="schema"),
-    path("_rest/v4/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("_rest/v4/schema", SpectacularAPIView.as_view(**PUBLIC), name="schema"),
+    path("_rest/v4/docs", SpectacularSwaggerView.as_view(url_name="schema", **PUBLIC), name="docs"),
     path("_rest/v4/", include("queries.urls")),
 ]
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A URL no route matches: JSON under the API (never Django's HTML page), the HTML page elsewhere."""
+    if request.path.startswith("/_rest/"):
+        return api_path_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+handler404 = page_not_found

@@ -7,8 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
 from django.utils.http import http_date
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +19,7 @@ from rest_framework.views import APIView
 
 from insights.errors import ApiError
 from insights.models import Customer
+from queries import api_schema as doc
 from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
 from queries.errors import ConcurrencyLimitReached, QueryConflict, QueryError, QueryNotFound
@@ -38,6 +42,19 @@ class NotFoundError(ApiError):
     @property
     def body(self) -> Any:
         return [{"message": self.message, "code": 404}]
+
+
+def api_path_not_found(request: HttpRequest) -> HttpResponse:
+    """The 404 for an API URL that no route matches (the root URL map's handler404 sends them here).
+
+    Under dwh/Q/ it names a query that does not exist (a guid holding a '/', a negative part number), so it gets
+    the unknown-guid list, as the documented 404 of those paths says; elsewhere the error envelope.
+    """
+    if request.path.startswith(reverse("query-collection") + "/"):
+        body: Any = NotFoundError(QueryNotFound().message).body
+    else:
+        body = {"code": status.HTTP_404_NOT_FOUND, "message": "Not found."}
+    return JsonResponse(body, status=status.HTTP_404_NOT_FOUND, safe=False)
 
 
 def _as_api_error(exc: Exception) -> Exception:
@@ -72,10 +89,46 @@ def _iso(moment: datetime | None) -> str | None:
 class QueryCollectionApi(QueryApiBase):
     """GET: the catalog (data dictionary). POST: submit a query."""
 
+    @extend_schema(
+        operation_id="catalog_get",
+        summary="The data dictionary",
+        description="Each event's own fields; `?verbose=1` lists every field with its type, display name and "
+        "description.",
+        tags=["queries"],
+        parameters=[
+            OpenApiParameter("verbose", OpenApiTypes.STR, description="1, true or yes: the verbose catalog."),
+            *doc.secured_headers(),
+        ],
+        responses=doc.secured({200: doc.Catalog}),
+    )
     def get(self, request: Request) -> Response:
         verbose = request.query_params.get("verbose", "") in ("1", "true", "yes")
         return Response(catalog_describe(verbose=verbose))
 
+    @extend_schema(
+        operation_id="query_create",
+        summary="Submit a query",
+        description="Validates the body, allocates a guid and queues the query; poll its status.",
+        tags=["queries"],
+        request=doc.QueryBody,
+        examples=doc.QUERY_EXAMPLES,
+        parameters=doc.secured_headers(),
+        responses=doc.secured(
+            {
+                201: doc.QueryCreated,
+                400: doc.error(
+                    "The body is not a valid query (or not JSON). The documented messages are objects: "
+                    '`{"Date_Filters": {"message": ..., "code": "422-6"}}`, `{"Operators": ...}`; the rest '
+                    'strings, such as "Flow Id is not a valid field.".'
+                ),
+                413: doc.error("The body is larger than the limit (API_MAX_BODY_BYTES, 64 KiB by default)."),
+                415: doc.error("The body is not application/json."),
+            },
+            throttled="The customer's concurrent-query limit is reached (`max concurrent queries per user (N) "
+            "reached`), or this client failed to authenticate too often this minute: retry after Retry-After "
+            "seconds.",
+        ),
+    )
     def post(self, request: Request) -> Response:
         created = query_create(customer=self.customer(request), body=request.data)
         return Response({"id": created.guid}, status=status.HTTP_201_CREATED)
@@ -93,6 +146,15 @@ def status_body(query: QueryRequest) -> dict[str, Any]:
 
 
 class QueryStatusApi(QueryApiBase):
+    @extend_schema(
+        operation_id="query_status",
+        summary="A query's status and progress",
+        description="Pending, then Completed, Failed (with `messages`) or Canceled; Expired once retention "
+        "deleted the files.",
+        tags=["queries"],
+        parameters=[doc.GUID, *doc.secured_headers()],
+        responses=doc.secured({200: doc.QueryState, 404: doc.NOT_FOUND}),
+    )
     def get(self, request: Request, guid: str) -> Response:
         return Response(status_body(query_get(customer=self.customer(request), guid=guid)))
 
@@ -142,6 +204,20 @@ def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
 class QueryDetailApi(QueryApiBase):
     """GET: where the result is. HEAD: the first file's download headers. DELETE: cancel."""
 
+    @extend_schema(
+        operation_id="query_location",
+        summary="Where a query's result is",
+        description="The result's files once Completed, or why there are none.",
+        tags=["queries"],
+        parameters=[doc.GUID, *doc.secured_headers()],
+        responses=doc.secured(
+            {
+                200: doc.QueryLocation,
+                404: doc.NOT_FOUND,
+                410: doc.error("The result expired and its files were deleted (retention)."),
+            }
+        ),
+    )
     def get(self, request: Request, guid: str) -> Response:
         query = query_get(customer=self.customer(request), guid=guid)
         if query.status == QueryStatus.EXPIRED:
@@ -163,6 +239,20 @@ class QueryDetailApi(QueryApiBase):
         response["X-Query-Status"] = query.status
         return response
 
+    @extend_schema(
+        operation_id="query_cancel",
+        summary="Cancel a pending query",
+        description="Idempotent: cancelling a Canceled query answers 202 again.",
+        tags=["queries"],
+        parameters=[doc.GUID, *doc.secured_headers()],
+        responses=doc.secured(
+            {
+                202: doc.QueryCancel,
+                404: doc.NOT_FOUND,
+                409: doc.error("The query already finished (Completed, Failed or Expired)."),
+            }
+        ),
+    )
     def delete(self, request: Request, guid: str) -> Response:
         query = query_cancel(request=query_get(customer=self.customer(request), guid=guid))
         return Response({"status": query.status, "guid": query.guid}, status=status.HTTP_202_ACCEPTED)
@@ -171,6 +261,34 @@ class QueryDetailApi(QueryApiBase):
 class QueryDownloadApi(QueryApiBase):
     """A result part streamed over HTTPS, with single-range support."""
 
+    @extend_schema(
+        operation_id="query_download",  # the {part} path is renamed query_download_part by doc.schema_complete
+        summary="Download part 0 of a result",
+        description="The gzipped CSV part, streamed, with single-range support; or a 303 to a presigned URL "
+        "where the result is on S3.",
+        tags=["queries"],
+        parameters=[
+            doc.GUID,
+            doc.RANGE,
+            *doc.secured_headers(
+                *(header.parameter(200, 206) for header in doc.FILE_HEADERS),
+                doc.CONTENT_RANGE.parameter(206, 416),
+                doc.LOCATION.parameter(303),
+            ),
+        ],
+        responses=doc.secured(
+            {
+                (200, "application/gzip"): OpenApiResponse(
+                    OpenApiTypes.BINARY, "The whole part (gzipped CSV)."
+                ),
+                (206, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, "The requested byte range."),
+                303: OpenApiResponse(description="The result is on S3: fetch it from Location (presigned)."),
+                404: OpenApiResponse(doc.DownloadNotFound, "An unknown guid, or no such part."),
+                409: doc.error("The query has no result to download (not Completed)."),
+                416: OpenApiResponse(description="The range starts past the end of the part."),
+            }
+        ),
+    )
     def get(self, request: Request, guid: str, part: int = 0) -> HttpResponse | StreamingHttpResponse:
         query = query_get(customer=self.customer(request), guid=guid)
         if query.status != QueryStatus.COMPLETED:

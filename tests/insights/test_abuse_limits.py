@@ -46,3 +46,29 @@ def test_malformed_json_is_a_400_in_the_envelope(db, customer_factory):
     assert response.status_code == 400 and response.json()["code"] == 400
     wrong_type = client.post("/_rest/v4/dwh/Q", data="a=b", content_type="application/x-www-form-urlencoded")
     assert wrong_type.status_code == 415 and wrong_type.json()["code"] == 415
+
+
+def test_password_guessing_is_throttled_before_the_password_is_checked(db, settings, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    from insights.models import Customer
+    from insights.services import api_user_link
+
+    settings.AUTH_FAILURES_PER_MINUTE = 2
+    user = django_user_model.objects.create_user("ann", password="right-password-123")
+    user.user_permissions.add(Permission.objects.get(codename="use_api"))
+    api_user_link(user=user, customer=Customer.objects.create(key="acme", name="Acme"))
+    guesser = APIClient(REMOTE_ADDR="10.0.0.9")
+    wrong = [
+        guesser.post("/_rest/v4/authenticate", {"username": "ann", "password": f"guess{i}"}, format="json")
+        for i in range(3)
+    ]
+    assert [r.status_code for r in wrong] == [401, 401, 429]
+    right = guesser.post(
+        "/_rest/v4/authenticate", {"username": "ann", "password": "right-password-123"}, format="json"
+    )
+    assert right.status_code == 429  # even the right password, this minute
+    elsewhere = APIClient(REMOTE_ADDR="10.0.0.10").post(
+        "/_rest/v4/authenticate", {"username": "ann", "password": "right-password-123"}, format="json"
+    )
+    assert elsewhere.status_code == 200 and elsewhere.json()["token"]

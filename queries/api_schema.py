@@ -1,0 +1,612 @@
+"""The OpenAPI description of the query API (DESIGN §3): request and response bodies as named components.
+
+Nothing here runs on a request. The views (queries.apis) send plain dicts; these classes only name and describe
+them for drf-spectacular (`/_rest/v4/schema`). Each component is a `SchemaComponent` whose JSON schema is written
+out by hand, because the bodies are exact (`{"code": 401, "error": "Unauthorized"}`, a 404 that is a list) and
+the query body uses names a serializer field cannot have (`$gte`).
+
+The query body's schema is built from the catalog, so it names the real events and fields and types each
+condition's value by its field, as validation does. It is never stricter than validation (a body the schema
+refuses, the service refuses too, with a 400), only sometimes looser (the window's width, `filters` naming an
+event missing from `data`, the query size limits, NUL characters: those are 400s the schema cannot express).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from rest_framework import serializers
+
+from exports.schema import ColumnType
+from queries.catalog import Event, catalog
+from queries.models import QueryStatus
+from queries.spec import Op
+from queries.validation import (
+    CORRELATION_KEY,
+    INT64_MAX,
+    INT64_MIN,
+    LOWER_BOUNDS,
+    UPPER_BOUNDS,
+    QueryLimits,
+)
+
+JsonSchema = dict[str, Any]
+GUID_PATTERN = "^[0-9a-f]{32}$"
+LIMITS = QueryLimits()
+
+
+class Components:
+    """Hands out `$ref`s to named schemas, registering each once in the schema being generated."""
+
+    def __init__(self, auto_schema: AutoSchema, direction: Any) -> None:
+        self._auto_schema = auto_schema
+        self._direction = direction
+
+    def of(self, component: type[SchemaComponent]) -> JsonSchema:
+        """A reference to another SchemaComponent (registered under its class name)."""
+        return dict(self._auto_schema.resolve_serializer(component, self._direction).ref)
+
+    def named(self, name: str, build: Callable[[], JsonSchema]) -> JsonSchema:
+        """A reference to a schema with no class of its own (one per catalog event or column type)."""
+        component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, object=name)
+        if component not in self._auto_schema.registry:
+            component.schema = build()
+            self._auto_schema.registry.register(component)
+        return dict(component.ref)
+
+
+class SchemaComponent(serializers.Serializer):
+    """A named component of the OpenAPI schema; subclasses say what it is in `openapi_schema`."""
+
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        raise NotImplementedError
+
+
+class SchemaComponentExtension(OpenApiSerializerExtension):
+    """Lets drf-spectacular publish a SchemaComponent's hand-written schema under the class's name."""
+
+    target_class = SchemaComponent
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: Any) -> JsonSchema:
+        return type(self.target).openapi_schema(Components(auto_schema, direction))
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class ErrorEnvelope(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "Every error: `code` repeats the HTTP status; `message` is a string, or an object for "
+            'the documented validation errors (`{"Date_Filters": ...}`, `{"Operators": ...}`) and for '
+            "field errors of a JSON body.",
+            "properties": {
+                "code": {"type": "integer", "minimum": 400, "maximum": 599},
+                "message": {"oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": True}]},
+            },
+            "required": ["code", "message"],
+        }
+
+
+class Unauthorized(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "A missing, malformed, unknown, revoked or expired credential.",
+            "properties": {
+                "code": {"type": "integer", "enum": [401]},
+                "error": {"type": "string", "enum": ["Unauthorized"]},
+            },
+            "required": ["code", "error"],
+        }
+
+
+class NotFoundList(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "array",
+            "description": "An unknown guid, or another customer's: the original API's body, a one-item list "
+            "(the original answers 500; this service answers 404).",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "message": {
+                        "type": "string",
+                        "example": "could not get QueryRequest object: QueryRequest matching query does not exist.",
+                    },
+                    "code": {"type": "integer", "enum": [404]},
+                },
+                "required": ["message", "code"],
+            },
+            "minItems": 1,
+            "maxItems": 1,
+        }
+
+
+class DownloadNotFound(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "description": "An unknown guid (the list), or a part number past the last part (the envelope).",
+            "oneOf": [components.of(NotFoundList), components.of(ErrorEnvelope)],
+        }
+
+
+# --- query results -----------------------------------------------------------------------------------
+
+
+def _guid() -> JsonSchema:
+    return {"type": "string", "pattern": GUID_PATTERN, "example": "4d1c3ff0a1f34d5c9e2b7a6f8c0d1e2f"}
+
+
+def _instant(*, nullable: bool) -> JsonSchema:
+    schema: JsonSchema = {
+        "type": "string",
+        "format": "date-time",
+        "description": "UTC, to the millisecond: YYYY-MM-DDTHH:MM:SS.mmmZ.",
+    }
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _statuses() -> list[str]:
+    return [str(choice) for choice in QueryStatus.values]
+
+
+class QueryCreated(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "The accepted query's guid (32 lowercase hex digits); poll its status.",
+            "properties": {"id": _guid()},
+            "required": ["id"],
+        }
+
+
+class QueryState(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "`messages` is present once the query Failed, was Canceled or Expired.",
+            "properties": {
+                "status": {"type": "string", "enum": _statuses()},
+                "guid": _guid(),
+                "messages": {"type": "array", "items": {"type": "string"}},
+                "progress": {
+                    "type": "object",
+                    "description": "Rows and uncompressed bytes written so far (the totals once Completed).",
+                    "properties": {
+                        "rows": {"type": "integer", "minimum": 0},
+                        "bytes": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["rows", "bytes"],
+                },
+                "submitted_at": _instant(nullable=False),
+                "started_at": _instant(nullable=True),
+                "finished_at": _instant(nullable=True),
+            },
+            "required": ["status", "guid", "progress", "submitted_at", "started_at", "finished_at"],
+        }
+
+
+class ResultFile(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "properties": {
+                "path": {
+                    "type": "string",
+                    "example": "reports/acme/4d1c3ff0a1f34d5c9e2b7a6f8c0d1e2f_QueryExport_1574640000000"
+                    "__000000000000.csv.gz",
+                },
+                "size": {"type": "integer", "minimum": 0, "description": "Bytes of the gzipped part."},
+                "rows": {"type": "integer", "minimum": 0},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "description": "A presigned download URL, where the result is on S3.",
+                },
+            },
+            "required": ["path", "size", "rows", "sha256"],
+        }
+
+
+class QueryLocation(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "Pending: `status` is 'Process has not finish yet, please verify the status of your "
+            "request'. Completed: `status` is \"Process finished. Download: ['reports/...csv.gz']\" and `files` "
+            "lists the parts. Failed or Canceled: `status` says so and `messages` says why.",
+            "properties": {
+                "status": {"type": "string"},
+                "guid": _guid(),
+                "files": {"type": "array", "items": components.of(ResultFile), "minItems": 1},
+                "messages": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["status", "guid"],
+        }
+
+
+class QueryCancel(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "Canceled at once when no worker holds the query; Pending while its worker stops it.",
+            "properties": {
+                "status": {"type": "string", "enum": [QueryStatus.PENDING.value, QueryStatus.CANCELED.value]},
+                "guid": _guid(),
+            },
+            "required": ["status", "guid"],
+        }
+
+
+# --- the catalog (data dictionary) ---------------------------------------------------------------------
+
+
+class CatalogField(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": [kind.value for kind in ColumnType]},
+                "display_name": {"type": "string"},
+                "description": {"type": "string"},
+                "common": {"type": "boolean", "description": "Selectable in every event."},
+            },
+            "required": ["name", "type", "display_name", "description", "common"],
+        }
+
+
+class Catalog(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        plain = {"type": "array", "items": {"type": "string"}, "description": "The event's own fields."}
+        verbose = {
+            "type": "array",
+            "items": components.of(CatalogField),
+            "description": "Every field, the common ones included (verbose).",
+        }
+        return {
+            "type": "object",
+            "description": "Event name -> its fields; `?verbose=1` adds each field's type, display name and "
+            "description, and the event's description.",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"description": {"type": "string"}, "fields": {"anyOf": [plain, verbose]}},
+                "required": ["fields"],
+            },
+        }
+
+
+# --- the query body --------------------------------------------------------------------------------------
+
+
+def _scalar(kind: ColumnType) -> JsonSchema:
+    if kind is ColumnType.STRING:
+        return {"type": "string", "maxLength": LIMITS.max_string_length}
+    if kind is ColumnType.INTEGER:
+        return {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
+    if kind is ColumnType.FLOAT:
+        return {"type": "number", "format": "double"}
+    if kind is ColumnType.BOOLEAN:
+        return {"type": "boolean"}
+    return {"type": "string", "format": "date-time", "description": "ISO 8601 with T and Z or an offset."}
+
+
+def _operators(kind: ColumnType) -> JsonSchema:
+    scalar = _scalar(kind)
+    listed = {"type": "array", "items": scalar, "minItems": 1, "maxItems": LIMITS.max_in_values}
+    return {
+        "type": "object",
+        "description": f"Conditions on a {kind.value} field; a record must meet all of them. `$ne` and `$nin` "
+        "match a NULL value, the others never do.",
+        "properties": {op.value: listed if op.takes_list else scalar for op in Op},
+        "minProperties": 1,
+        "additionalProperties": False,
+    }
+
+
+def _operators_ref(components: Components, kind: ColumnType) -> JsonSchema:
+    return components.named(f"{kind.value.title()}Conditions", lambda: _operators(kind))
+
+
+def _event_filters_ref(components: Components, event: Event) -> JsonSchema:
+    def build() -> JsonSchema:
+        return {
+            "type": "object",
+            "description": f"{event.name} field -> conditions.",
+            "properties": {name: _operators_ref(components, f.type) for name, f in event.fields.items()},
+            "additionalProperties": False,
+        }
+
+    return components.named(f"{event.name}Filters", build)
+
+
+def _event_selection_ref(components: Components, event: Event) -> JsonSchema:
+    def build() -> JsonSchema:
+        return {
+            "type": "object",
+            "description": f"The {event.name} columns wanted (CSV columns in this order), and optionally "
+            "conditions on its records (the same as a top-level `filters` entry).",
+            "properties": {
+                "fields": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(event.fields)},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                },
+                "filters": _event_filters_ref(components, event),
+            },
+            "required": ["fields"],
+            "additionalProperties": False,
+        }
+
+    return components.named(f"{event.name}Selection", build)
+
+
+class TimestampWindow(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        bound = {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 with T and Z or an offset.",
+        }
+
+        def exactly_one(ops: tuple[str, ...]) -> JsonSchema:
+            return {"oneOf": [{"required": [op]} for op in ops]}
+
+        return {
+            "type": "object",
+            "description": "One lower bound ($gte or $gt) and one upper bound ($lte or $lt); the window may span "
+            "at most the customer's limit (31 days by default).",
+            "properties": {op: bound for op in (*LOWER_BOUNDS, *UPPER_BOUNDS)},
+            "allOf": [exactly_one(LOWER_BOUNDS), exactly_one(UPPER_BOUNDS)],
+            "additionalProperties": False,
+            "example": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+        }
+
+
+class DataSelection(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        events = catalog().events.values()
+        return {
+            "type": "object",
+            "description": "Event name -> the fields wanted from it (at least one event).",
+            "properties": {event.name: _event_selection_ref(components, event) for event in events},
+            "minProperties": 1,
+            "additionalProperties": False,
+        }
+
+
+class EventFilters(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        events = catalog().events.values()
+        return {
+            "type": "object",
+            "description": "Event name -> field -> conditions. At the top level each event must also be in "
+            "`data`; in `scope.filters` any event may be named.",
+            "properties": {event.name: _event_filters_ref(components, event) for event in events},
+            "additionalProperties": False,
+        }
+
+
+class QueryScope(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "Keep only the sessions with a record in the window that meets `filters` (of any "
+            "event); the result is then every record of the `data` events in those sessions.",
+            "properties": {
+                "filters": components.of(EventFilters),
+                "scope": {"type": "string", "enum": [CORRELATION_KEY]},
+            },
+            "required": ["filters", "scope"],
+            "additionalProperties": False,
+        }
+
+
+class QueryBody(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "A Mongo-style query over the customer's events; every name is case-sensitive.",
+            "properties": {
+                "timestamp": components.of(TimestampWindow),
+                "data": components.of(DataSelection),
+                "filters": components.of(EventFilters),
+                "scope": components.of(QueryScope),
+            },
+            "required": ["timestamp", "data"],
+            "additionalProperties": False,
+        }
+
+
+QUERY_EXAMPLES: list[OpenApiExample] = [
+    OpenApiExample(
+        "Minimal",
+        value={
+            "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+            "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Scoped",
+        value={
+            "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+            "data": {"ApplicationExitEvent": {"fields": ["FlowId", "ExitReason"]}},
+            "scope": {"filters": {"DtmfEvent": {"DtmfInput": {"$eq": "0"}}}, "scope": "SessionId"},
+            "filters": {"ApplicationExitEvent": {"ExitReason": {"$ne": "Normal"}}},
+        },
+        request_only=True,
+    ),
+]
+
+
+# --- parameters, response headers and shared responses -----------------------------------------------------
+
+GUID = OpenApiParameter(
+    "guid",
+    {"type": "string", "pattern": GUID_PATTERN},
+    OpenApiParameter.PATH,
+    description="The id POST answered; any other string is a 404.",
+)
+RANGE = OpenApiParameter(
+    "Range",
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    description="One byte range, `bytes=<first>-[<last>]` or `bytes=-<suffix>`; anything else is ignored "
+    "and the whole part is sent.",
+)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A response header: documented on the operations through drf-spectacular, or raw in the HEAD hook."""
+
+    name: str
+    schema: JsonSchema
+    description: str
+    required: bool = True
+
+    def parameter(self, *codes: int) -> OpenApiParameter:
+        return OpenApiParameter(
+            self.name,
+            self.schema,
+            OpenApiParameter.HEADER,
+            required=self.required,
+            description=self.description,
+            response=list(codes),
+        )
+
+    def definition(self) -> JsonSchema:
+        return {"schema": self.schema, "description": self.description, "required": self.required}
+
+
+CONTENT_LENGTH = Header("Content-Length", {"type": "integer", "minimum": 0}, "Bytes of the body.")
+ETAG = Header("ETag", {"type": "string", "pattern": '^"[0-9a-f]{64}"$'}, "The part's SHA-256, quoted.")
+LAST_MODIFIED = Header("Last-Modified", {"type": "string"}, "When the query finished (an HTTP date).")
+CONTENT_DISPOSITION = Header(
+    "Content-Disposition", {"type": "string"}, 'attachment; filename="<guid>_QueryExport_<ms>__<part>.csv.gz"'
+)
+ACCEPT_RANGES = Header(
+    "Accept-Ranges", {"type": "string", "enum": ["bytes"]}, "Single byte ranges are served."
+)
+CONTENT_RANGE = Header(
+    "Content-Range",
+    {"type": "string", "pattern": r"^bytes ([0-9]+-[0-9]+|\*)/[0-9]+$"},
+    "206: the bytes sent, `bytes <first>-<last>/<size>`; 416: `bytes */<size>`.",
+)
+LOCATION = Header("Location", {"type": "string", "format": "uri"}, "A presigned URL of the part (S3).")
+RETRY_AFTER = Header("Retry-After", {"type": "integer", "minimum": 1}, "Seconds to wait before trying again.")
+WWW_AUTHENTICATE = Header("WWW-Authenticate", {"type": "string"}, 'The challenge: Bearer realm="insights".')
+QUERY_STATUS = Header("X-Query-Status", {"type": "string", "enum": _statuses()}, "The query's status.")
+ROW_COUNT = Header(
+    "X-Row-Count",
+    {"type": "integer", "minimum": 0},
+    "Rows of the whole result (Completed only).",
+    required=False,
+)
+
+# The headers a download of a part carries; HEAD repeats those of part 0 once the query is Completed.
+FILE_HEADERS = (CONTENT_LENGTH, ETAG, LAST_MODIFIED, CONTENT_DISPOSITION, ACCEPT_RANGES)
+
+UNAUTHORIZED = OpenApiResponse(
+    Unauthorized, "No, a malformed, an unknown, a revoked or an expired credential."
+)
+NOT_FOUND = OpenApiResponse(NotFoundList, "No query of this customer has this guid.")
+AUTH_THROTTLED = (
+    "Too many failed authentications from this client this minute: retry after Retry-After seconds."
+)
+
+
+def error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorEnvelope, description)
+
+
+def secured(responses: dict[Any, Any], *, throttled: str = AUTH_THROTTLED) -> dict[Any, Any]:
+    """An operation's responses plus the two every Bearer-protected operation can give: 401 and 429."""
+    return {**responses, 401: UNAUTHORIZED, 429: error(throttled)}
+
+
+def secured_headers(*headers: OpenApiParameter) -> list[OpenApiParameter]:
+    """Response headers of an operation, plus those of its 401 (the challenge) and 429 (Retry-After)."""
+    return [*headers, WWW_AUTHENTICATE.parameter(401), RETRY_AFTER.parameter(429)]
+
+
+# --- what drf-spectacular cannot see ---------------------------------------------------------------------
+
+
+def schema_complete(result: JsonSchema, generator: Any, request: Any, public: bool) -> JsonSchema:
+    """POSTPROCESSING_HOOKS entry: name the part download apart, and document HEAD.
+
+    One view serves `/download` and `/download/{part}`, so both start as `query_download`; and drf-spectacular
+    leaves every HEAD out, while the API promises one (DESIGN §3): the headers of the first part's download.
+    """
+    for path, item in result["paths"].items():
+        get = item.get("get", {})
+        if get.get("operationId") == "query_download" and "{part}" in path:
+            _part_download_describe(get)
+        if get.get("operationId") == "query_location":
+            item["head"] = _head_operation(get)
+    return result
+
+
+def _part_download_describe(operation: JsonSchema) -> None:
+    operation["operationId"] = "query_download_part"
+    operation["summary"] = "Download part N of a result"
+    for parameter in operation["parameters"]:
+        if parameter["name"] == "part":  # Django's int converter takes digits only
+            parameter["schema"]["minimum"] = 0
+            parameter["description"] = "The part number, from 0."
+
+
+def _head_operation(location: JsonSchema) -> JsonSchema:
+    ok_headers = {h.name: {**h.definition(), "required": False} for h in FILE_HEADERS}
+    ok_headers[CONTENT_LENGTH.name] = CONTENT_LENGTH.definition()  # 0 until there is a file
+    ok_headers[QUERY_STATUS.name] = QUERY_STATUS.definition()
+    ok_headers[ROW_COUNT.name] = ROW_COUNT.definition()
+    responses = location["responses"]
+    return {
+        "operationId": "query_head",
+        "summary": "The first part's download headers",
+        "description": "No body. Once the query is Completed: the headers a download of part 0 carries "
+        "(Content-Type application/gzip, Content-Length, ETag, Last-Modified, Content-Disposition) plus "
+        "X-Row-Count; before that, Content-Length 0. X-Query-Status always.",
+        "tags": location.get("tags", []),
+        "parameters": location.get("parameters", []),
+        "security": location.get("security", []),
+        "responses": {
+            "200": {"description": "The query exists.", "headers": ok_headers},
+            "401": responses["401"],
+            "404": responses["404"],
+            "429": responses["429"],
+        },
+    }
