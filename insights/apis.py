@@ -81,7 +81,15 @@ class AuthenticateApi(APIView):
                 required=True,
                 description=f"The challenge: {WWW_AUTHENTICATE}.",
                 response=[401],
-            )
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Seconds until the client may try again.",
+                response=[429],
+            ),
         ],
         responses={
             200: OutputSerializer,
@@ -89,6 +97,10 @@ class AuthenticateApi(APIView):
             401: OpenApiResponse(UNAUTHORIZED_SCHEMA, "Wrong credentials, or an account without API access."),
             413: OpenApiResponse(ERROR_SCHEMA, "The body is larger than the limit (API_MAX_BODY_BYTES)."),
             415: OpenApiResponse(ERROR_SCHEMA, "The body is not application/json."),
+            429: OpenApiResponse(
+                ERROR_SCHEMA,
+                "Too many failed logins from this client this minute: retry after Retry-After seconds.",
+            ),
         },
     )
     def post(self, request: Request) -> Response:

@@ -30,7 +30,7 @@ DOWNLOAD = "/_rest/v4/dwh/Q/{guid}/download"
 DOWNLOAD_PART = "/_rest/v4/dwh/Q/{guid}/download/{part}"
 # Every operation of DESIGN §3, with every status it can answer.
 OPERATIONS = {
-    (AUTHENTICATE, "post"): {"200", "400", "401", "413", "415"},
+    (AUTHENTICATE, "post"): {"200", "400", "401", "413", "415", "429"},
     (COLLECTION, "get"): {"200", "401", "429"},
     (COLLECTION, "post"): {"201", "400", "401", "413", "415", "429"},
     (STATUS, "get"): {"200", "401", "404", "429"},
