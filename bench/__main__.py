@@ -12,10 +12,15 @@ import django
 django.setup()
 
 from bench import compile as compile_bench  # noqa: E402
-from bench import pruning, upload_s3  # noqa: E402
+from bench import pruning, upload_s3, upload_sftp  # noqa: E402
 from bench.report import Report  # noqa: E402
 
-SECTIONS = {"compile": compile_bench.run, "pruning": pruning.run, "upload_s3": upload_s3.run}
+SECTIONS = {
+    "compile": compile_bench.run,
+    "pruning": pruning.run,
+    "upload_s3": upload_s3.run,
+    "sftp_upload": upload_sftp.run,
+}
 
 
 def main(argv: list[str]) -> int:

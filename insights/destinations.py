@@ -72,10 +72,12 @@ def _config(destination: Destination) -> dict[str, Any]:
     }
 
 
-def destination_test(destination: Destination | None) -> None:
-    """Write, read back and delete a probe file; raises StorageError saying what is wrong."""
+def destination_test(destination: Destination | None, *, customer: Customer | None = None) -> None:
+    """Write, read back and delete a probe file where the customer's reports go; StorageError saying what is
+    wrong otherwise."""
+    owner = customer or (destination.customer if destination else None)
     storage = destination_storage(destination)
     try:
-        storage.test_connection()
+        storage.test_connection(prefix=f"reports/{owner.key}" if owner else "")
     finally:
         storage.close()

@@ -136,10 +136,14 @@ class Storage(abc.ABC):
         the backend cannot sign URLs and the object must be streamed through the API."""
         return None
 
-    def test_connection(self) -> None:
-        """Write a probe object through publish(), read it back and delete it; StorageError on failure."""
-        key = f".insights-probe-{uuid.uuid4().hex}"
-        payload = f"insights storage probe {key}\n".encode()
+    def test_connection(self, prefix: str = "") -> None:
+        """Write a probe object through publish(), read it back and delete it; StorageError on failure.
+
+        `prefix` (a key prefix like `reports/acme`) puts the probe where exports will go, for servers where
+        the root itself is not writable (an SFTP chroot is owned by root)."""
+        name = f".insights-probe-{uuid.uuid4().hex}"
+        key = f"{key_validate(prefix)}/{name}" if prefix else name
+        payload = f"insights storage probe {name}\n".encode()
         self.publish([], (payload, key))
         try:
             with self.open(key) as stream:
