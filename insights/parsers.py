@@ -16,7 +16,7 @@ class LimitedJSONParser(parsers.JSONParser):
     """Reads at most API_MAX_BODY_BYTES (+1 to detect more), whatever Content-Length claims."""
 
     def parse(
-        self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None
+        self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
     ) -> Any:
         limit = int(settings.API_MAX_BODY_BYTES)
         raw = stream.read(limit + 1) if stream is not None else b""
