@@ -13,6 +13,7 @@ import pytest
 from queries.demo import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
 from tests.service import Service, service_running
+from tests.sshd import SshdServer, sshd_server
 from tests.test_service_e2e import REQUEST_1, _submit
 
 
@@ -33,15 +34,23 @@ def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
         yield running
 
 
-def _destination_create(service: Service, customer: str, name: str, config: dict, *, default: bool) -> None:
+SECRETS = ("secret_access_key", "password", "private_key")
+
+
+def _destination_create(
+    service: Service, customer: str, name: str, config: dict, *, default: bool, kind: str = "s3"
+) -> None:
+    """What an operator does in the admin, done in the service's own database."""
     script = (
         "from insights.models import Customer, Destination\n"
-        "from insights.destinations import destination_secrets_set\n"
+        "from insights.destinations import destination_secrets_set, destination_test\n"
         f"config = {config!r}\n"
-        "secret = config.pop('secret_access_key')\n"
+        f"secrets = {{k: config.pop(k) for k in {SECRETS!r} if config.get(k)}}\n"
+        "config = {k: v for k, v in config.items() if v is not None}\n"
         f"d = Destination.objects.create(customer=Customer.objects.get(key={customer!r}), name={name!r}, "
-        f"kind='s3', is_default={default!r}, **config)\n"
-        "destination_secrets_set(d, secret_access_key=secret)\n"
+        f"kind={kind!r}, is_default={default!r}, **config)\n"
+        "destination_secrets_set(d, **secrets)\n"
+        "destination_test(d)\n"
     )
     service.manage("shell", "-c", script)
 
@@ -113,3 +122,31 @@ def test_retention_deletes_the_s3_objects_and_expires_the_query(
     assert gone.status == 410
     keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])}
     assert not any(guid in k for k in keys)
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[SshdServer]:
+    with sshd_server() as server:
+        yield server
+
+
+def test_result_on_a_chrooted_sftp_destination(service: Service, sshd: SshdServer) -> None:
+    """The customer's SFTP account is chrooted; the result lands under its reports/ and streams back over HTTPS."""
+    customer = DEMO_CUSTOMER_KEYS[0]
+    key = service.customer_create(customer)
+    config = sshd.config(user=sshd.chroot_user, private_key=None, password=sshd.chroot_password)
+    _destination_create(service, customer, "sftp", config, default=True, kind="sftp")
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"
+    entry = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=key).json()["files"][0]
+    assert "url" not in entry
+    on_server = sshd.chroot_dir / entry["path"]
+    assert hashlib.sha256(on_server.read_bytes()).hexdigest() == entry["sha256"]
+    assert (sshd.chroot_dir / f"reports/{customer}/{guid}_manifest.json").exists()
+    assert not [p for p in on_server.parent.iterdir() if p.name.startswith(".")]  # no staging file left
+    download = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=key)
+    assert download.status == 200 and hashlib.sha256(download.body).hexdigest() == entry["sha256"]
+    ranged = service.request(
+        "GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=key, headers={"Range": "bytes=5-9"}
+    )
+    assert ranged.status == 206 and ranged.body == download.body[5:10]
