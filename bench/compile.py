@@ -10,41 +10,10 @@ from bench.report import Report
 from exports.engines.duckdb import DuckDBEngine
 from queries.compiler import query_compile
 from queries.validation import query_validate
+from tests.seed_requests import REQUEST_2
 
 TYPICAL = {
-    "seed request 2": {
-        "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-        "data": {
-            "ApplicationExitEvent": {
-                "fields": [
-                    "EventName",
-                    "EventVersion",
-                    "EventSku",
-                    "TimeStamp",
-                    "HostId",
-                    "CustomerId",
-                    "CustomerName",
-                    "Originator",
-                    "OriginatorId",
-                    "FlowId",
-                    "FlowName",
-                    "ActionId",
-                    "ActionName",
-                    "IsTriggerAction",
-                    "SessionId",
-                    "TransactionId",
-                    "ApplicationRegion",
-                    "PassthroughVersion",
-                    "Passthrough",
-                    "StartTime",
-                    "EndTime",
-                    "Path",
-                    "ExitReason",
-                ]
-            }
-        },
-        "filters": {"ApplicationExitEvent": {"FlowId": {"$eq": "5dcf48b453e0ab04386da7d1"}}},
-    },
+    "seed request 2": REQUEST_2,
     "scope, 3 events": {
         "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lt": "2019-11-26T00:00:00+01:00"},
         "data": {

@@ -12,9 +12,10 @@ import pytest
 
 from queries.demo import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
+from tests.seed_requests import REQUEST_1
 from tests.service import Service, service_running
 from tests.sshd import SshdServer, sshd_server
-from tests.test_service_e2e import REQUEST_1, _submit
+from tests.test_service_e2e import _submit
 
 
 @pytest.fixture(scope="module")

@@ -8,53 +8,16 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
 from queries.demo import DEMO_CUSTOMER_KEYS
+from tests.seed_requests import REQUEST_1, REQUEST_2
 from tests.service import Service, service_running
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "003_0b8d0e32c2ab91e8.txt"
 
-REQUEST_1 = {
-    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-    "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
-}
-REQUEST_2: dict[str, Any] = {
-    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-    "data": {
-        "ApplicationExitEvent": {
-            "fields": [
-                "EventName",
-                "EventVersion",
-                "EventSku",
-                "TimeStamp",
-                "HostId",
-                "CustomerId",
-                "CustomerName",
-                "Originator",
-                "OriginatorId",
-                "FlowId",
-                "FlowName",
-                "ActionId",
-                "ActionName",
-                "IsTriggerAction",
-                "SessionId",
-                "TransactionId",
-                "ApplicationRegion",
-                "PassthroughVersion",
-                "Passthrough",
-                "StartTime",
-                "EndTime",
-                "Path",
-                "ExitReason",
-            ]
-        }
-    },
-    "filters": {"ApplicationExitEvent": {"FlowId": {"$eq": "5dcf48b453e0ab04386da7d1"}}},
-}
 NO_ROWS = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
     "data": {"CallEvent": {"fields": ["Ani"]}},
