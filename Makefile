@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_PACKAGES := postgresql redis-server openssh-server openssh-client
 
-.PHONY: help install install-dev install-servers migrate seed run test lint format bench clean
+.PHONY: help install install-dev install-servers bench-tools migrate seed run test lint format bench clean
 
 help:
 	@echo "make run     - install, migrate, seed demo data, start web + worker + beat"
@@ -60,7 +60,11 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install-dev install-servers
+# wrk drives the status-polling benchmark.
+bench-tools:
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+
+bench: install-dev install-servers bench-tools
 	$(PY) -m bench
 
 clean:

@@ -12,10 +12,13 @@ import django
 django.setup()
 
 from bench import compile as compile_bench  # noqa: E402
-from bench import pruning, upload_s3, upload_sftp  # noqa: E402
+from bench import export, latency, polling, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench.report import Report  # noqa: E402
 
 SECTIONS = {
+    "export": export.run,
+    "polling": polling.run,
+    "latency": latency.run,
     "compile": compile_bench.run,
     "pruning": pruning.run,
     "upload_s3": upload_s3.run,

@@ -24,7 +24,7 @@ from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
 from queries.errors import ConcurrencyLimitReached, QueryConflict, QueryError, QueryNotFound
 from queries.models import QueryRequest, QueryStatus
-from queries.selectors import catalog_describe, query_get
+from queries.selectors import STATUS_FIELDS, catalog_describe, query_get
 from queries.services import query_cancel, query_create
 from queries.validation import QueryValidationError
 
@@ -156,7 +156,9 @@ class QueryStatusApi(QueryApiBase):
         responses=doc.secured({200: doc.QueryState, 404: doc.NOT_FOUND}),
     )
     def get(self, request: Request, guid: str) -> Response:
-        return Response(status_body(query_get(customer=self.customer(request), guid=guid)))
+        return Response(
+            status_body(query_get(customer=self.customer(request), guid=guid, fields=STATUS_FIELDS))
+        )
 
 
 def location_body(query: QueryRequest) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from queries.services import (
     query_delivery_attempted,
     query_fail,
     query_heartbeat,
+    query_lease_renew,
 )
 from queries.validation import QueryValidationError, query_validate
 from queries.warehouse import warehouse_engine
@@ -111,6 +112,21 @@ def _run(claim: Claim, workdir: Path) -> None:
     statement = query_compile(query, customer_id=customer.key, dialect=engine.dialect)
     workdir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
+    # The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
+    # look like a dead worker to the reaper.
+    supervisor = threading.Thread(target=_supervise, args=(claim, engine, progress), daemon=True)
+    supervisor.start()
+    try:
+        _export_and_publish(claim, engine, statement, workdir, progress)
+    finally:
+        progress.stop.set()
+        supervisor.join()
+
+
+def _export_and_publish(
+    claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
+) -> None:
+    customer = claim.request.customer
     try:
         parts = _export(claim, engine, statement, workdir, progress)
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
@@ -134,10 +150,8 @@ def _run(claim: Claim, workdir: Path) -> None:
 def _export(
     claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
 ) -> list[PartFile]:
-    supervisor = threading.Thread(target=_supervise, args=(claim, engine, progress), daemon=True)
     epoch_ms = int(time.time() * 1000)
     guid = claim.request.guid
-    supervisor.start()
     try:
         return write_csv_gzip_parts(
             engine.execute(statement),
@@ -151,8 +165,6 @@ def _export(
             progress=progress.update,
         )
     finally:
-        progress.stop.set()
-        supervisor.join()
         engine.close()
 
 
@@ -213,8 +225,11 @@ def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]
             bytes_written=size,
             destination=destination,
         ):
-            # A cancel or another attempt won the race: this attempt's files must not stay published.
-            storage.delete([*keys, manifest_key])
+            # The lease was lost after the fenced publish (the worker stalled for a whole lease between the
+            # check and the renames). This attempt's parts go; the manifest key is shared by every attempt,
+            # so it is left to the winner.
+            logger.error("query %s attempt %s lost its lease after publishing", request.guid, claim.attempt)
+            storage.delete(keys)
     finally:
         storage.close()
 
@@ -227,7 +242,8 @@ def _deliver(
     for attempt in range(retries + 1):
         query_delivery_attempted(claim=claim)
         try:
-            storage.publish(files, manifest)
+            # The fencing check runs once everything is staged, just before the first file becomes visible.
+            storage.publish(files, manifest, commit_check=lambda: query_lease_renew(claim=claim))
             return
         except StorageError as error:
             if not error.retryable:

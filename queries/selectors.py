@@ -36,11 +36,27 @@ def catalog_describe(*, verbose: bool = False) -> dict[str, Any]:
     }
 
 
-def query_get(*, customer: Customer, guid: str) -> QueryRequest:
-    """The customer's query with that guid; another customer's guid is not found, like an unknown one."""
+# What a status poll reads: polling is the hottest path, so it loads no body, SQL or file list.
+STATUS_FIELDS = (
+    "guid",
+    "status",
+    "messages",
+    "progress_rows",
+    "progress_bytes",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def query_get(*, customer: Customer, guid: str, fields: tuple[str, ...] | None = None) -> QueryRequest:
+    """The customer's query with that guid; another customer's guid is not found, like an unknown one.
+
+    `fields` limits the columns loaded (e.g. STATUS_FIELDS)."""
     if len(guid) != GUID_LENGTH:
         raise QueryNotFound()
+    queryset = QueryRequest.objects.only(*fields) if fields else QueryRequest.objects.all()
     try:
-        return QueryRequest.objects.get(customer_id=customer.pk, guid=guid)
+        return queryset.get(customer_id=customer.pk, guid=guid)
     except QueryRequest.DoesNotExist:
         raise QueryNotFound() from None

@@ -6,10 +6,12 @@ without a lost update: whoever loses changes nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import kombu.exceptions
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -21,6 +23,8 @@ from queries.errors import ConcurrencyLimitReached, QueryConflict
 from queries.models import QueryRequest, QueryStatus
 from queries.validation import query_validate
 from queries.warehouse import warehouse_dialect
+
+logger = logging.getLogger(__name__)
 
 
 def lease_duration() -> timedelta:
@@ -51,7 +55,13 @@ def query_create(*, customer: Customer, body: Any) -> QueryRequest:
 def query_enqueue(*, query_id: int) -> None:
     from queries.tasks import query_run_task  # tasks import services: import here to keep the graph acyclic
 
-    query_run_task.delay(query_id)
+    try:
+        query_run_task.delay(query_id)
+    except kombu.exceptions.OperationalError:
+        # The query is committed: the reaper enqueues it once it has waited QUERY_REQUEUE_AFTER_SECONDS.
+        logger.warning(
+            "query %s: the broker is unreachable; the reaper will enqueue it", query_id, exc_info=True
+        )
 
 
 def query_cancel(*, request: QueryRequest) -> QueryRequest:
@@ -112,6 +122,12 @@ def query_heartbeat(*, claim: Claim, rows: int, bytes_written: int) -> bool:
             progress_bytes=bytes_written,
         )
     )
+
+
+def query_lease_renew(*, claim: Claim) -> bool:
+    """Extend the lease if this attempt still holds it and no cancel was asked for (the publish fence)."""
+    held = _held(claim).filter(cancel_requested=False)
+    return bool(held.update(lease_expires_at=timezone.now() + lease_duration()))
 
 
 def query_complete(

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ class Service:
     base_url: str
     var_dir: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    beat: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
@@ -59,8 +60,16 @@ class Service:
             args += ["--max-concurrent", str(max_concurrent)]
         return self.manage(*args).strip().splitlines()[-1]
 
-    def worker_start(self, concurrency: int = 2) -> subprocess.Popen[bytes]:
-        log = open(self.var_dir / f"worker-{len(self.workers)}.log", "wb")
+    def worker_start(
+        self,
+        concurrency: int = 2,
+        *,
+        extra_env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """A Celery worker; `extra_env` overrides the service's environment for this worker only, and
+        `preexec_fn` runs in the child before exec (e.g. to lower a resource limit)."""
+        log = open(self.var_dir / f"worker-{len(self.workers)}.log", "ab")
         process = subprocess.Popen(
             [
                 str(BIN / "celery"),
@@ -77,9 +86,10 @@ class Service:
                 "--without-mingle",
             ],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         self.workers.append(process)
         return process
@@ -88,6 +98,34 @@ class Service:
         for process in self.workers:
             _stop(process)
         self.workers.clear()
+
+    def beat_start(self) -> subprocess.Popen[bytes]:
+        """Celery beat, so the periodic tasks (the lease reaper above all) run as in production."""
+        if self.beat is not None and self.beat.poll() is None:
+            return self.beat
+        log = open(self.var_dir / "beat.log", "ab")
+        self.beat = subprocess.Popen(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "insights",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.var_dir / "celerybeat-schedule"),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return self.beat
+
+    def beat_stop(self) -> None:
+        if self.beat is not None:
+            _stop(self.beat)
+            self.beat = None
 
     def request(
         self,
@@ -127,6 +165,15 @@ class Service:
         response = self.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/{part}", key=key)
         assert response.status == 200, response.body[:500]
         return gzip.decompress(response.body).decode("utf-8").splitlines()
+
+
+def process_children(pid: int) -> list[int]:
+    """The direct children of a live process (e.g. a Celery worker's pool processes), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(child) for child in (task / "children").read_text().split()]
+    return sorted(set(children))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -175,5 +222,6 @@ def service_running(
         yield service
     finally:
         service.workers_stop()
+        service.beat_stop()
         _stop(web)
         web_log.close()

@@ -11,7 +11,7 @@ import abc
 import io
 import posixpath
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,13 @@ class StorageError(Exception):
 
 class ObjectNotFound(StorageError):
     """No object under that key."""
+
+
+class PublishFenced(StorageError):
+    """The commit check refused: nothing was published (never retryable)."""
+
+
+CommitCheck = Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +106,30 @@ class Storage(abc.ABC):
     kind: ClassVar[str]
 
     @abc.abstractmethod
-    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+    def publish(
+        self,
+        files: Sequence[tuple[Path, str]],
+        manifest: tuple[bytes, str],
+        *,
+        commit_check: CommitCheck | None = None,
+    ) -> None:
         """Publish local files under keys, then the manifest bytes under its key, all or nothing.
 
         Everything is uploaded under temporary names first and moved to its final key only once every
         upload succeeded, the manifest last. On any failure whatever this call wrote is removed and
         StorageError is raised: no final key is left half-published. Existing keys are overwritten. The
         local source files are left in place (the caller removes them).
+
+        `commit_check` is called once everything is staged, just before the first final name appears; when
+        it returns False the staged files are discarded and PublishFenced is raised (a writer that lost its
+        right to publish, e.g. a worker whose lease went to another attempt, must not overwrite the result).
         """
+
+    @staticmethod
+    def commit_allowed(commit_check: CommitCheck | None) -> None:
+        """Raise PublishFenced unless the caller may still publish."""
+        if commit_check is not None and not commit_check():
+            raise PublishFenced("publish refused: this writer no longer holds the right to publish")
 
     @abc.abstractmethod
     def open(self, key: str, start: int | None = None, end: int | None = None) -> BinaryIO:

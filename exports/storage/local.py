@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import BinaryIO, cast
 
 from exports.storage.base import (
+    CommitCheck,
     ObjectNotFound,
     ObjectStat,
+    PublishFenced,
     RangeReader,
     Storage,
     StorageError,
@@ -36,7 +38,13 @@ class LocalStorage(Storage):
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
 
-    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+    def publish(
+        self,
+        files: Sequence[tuple[Path, str]],
+        manifest: tuple[bytes, str],
+        *,
+        commit_check: CommitCheck | None = None,
+    ) -> None:
         manifest_content, manifest_key = manifest
         targets = [(Path(source), self._path(key)) for source, key in files]
         manifest_path = self._path(manifest_key)
@@ -51,16 +59,19 @@ class LocalStorage(Storage):
                 _stage_copy(source, staged[-1][0])
             staged.append((self._staging_path(manifest_path), manifest_path))
             _stage_bytes(manifest_content, staged[-1][0])
+            self.commit_allowed(commit_check)
             for temporary, final in staged:
                 os.replace(temporary, final)
                 placed.append(final)
             for directory in {final.parent for final in finals}:
                 _fsync_directory(directory)
-        except OSError as exc:
+        except (OSError, PublishFenced) as exc:
             for temporary, _ in staged:
                 temporary.unlink(missing_ok=True)
             for final in placed:
                 final.unlink(missing_ok=True)
+            if isinstance(exc, PublishFenced):
+                raise
             raise _storage_error(exc, "publish") from exc
 
     def open(self, key: str, start: int | None = None, end: int | None = None) -> BinaryIO:

@@ -47,7 +47,15 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exports.storage.base import ObjectNotFound, ObjectStat, Storage, StorageError, key_validate, range_check
+from exports.storage.base import (
+    CommitCheck,
+    ObjectNotFound,
+    ObjectStat,
+    Storage,
+    StorageError,
+    key_validate,
+    range_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +193,13 @@ class S3Storage(Storage):
 
     # -- publishing -----------------------------------------------------------------------------------
 
-    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+    def publish(
+        self,
+        files: Sequence[tuple[Path, str]],
+        manifest: tuple[bytes, str],
+        *,
+        commit_check: CommitCheck | None = None,
+    ) -> None:
         manifest_content, manifest_key = manifest
         uploads = [self._upload_plan(Path(source), key) for source, key in files]
         uploads.append(self._upload_plan(bytes(manifest_content), manifest_key))
@@ -196,6 +210,7 @@ class S3Storage(Storage):
             for upload in uploads:
                 self._upload_create(upload)
             self._parts_upload(uploads)
+            self.commit_allowed(commit_check)
             for upload in uploads:  # the manifest last
                 self._upload_complete(upload)
         except BaseException as exc:

@@ -41,6 +41,7 @@ import paramiko
 from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, CMD_WRITE, int64
 
 from exports.storage.base import (
+    CommitCheck,
     ObjectNotFound,
     ObjectStat,
     Storage,
@@ -173,7 +174,13 @@ class SftpStorage(Storage):
 
     # -- publishing ---------------------------------------------------------------------------------------
 
-    def publish(self, files: Sequence[tuple[Path, str]], manifest: tuple[bytes, str]) -> None:
+    def publish(
+        self,
+        files: Sequence[tuple[Path, str]],
+        manifest: tuple[bytes, str],
+        *,
+        commit_check: CommitCheck | None = None,
+    ) -> None:
         manifest_content, manifest_key = manifest
         uploads = [self._upload_for(Path(source), key) for source, key in files]
         uploads.append(self._upload_for(None, manifest_key, manifest_content))
@@ -197,6 +204,7 @@ class SftpStorage(Storage):
             for upload in uploads:
                 _size_check(sftp, upload)
             # Every byte is on the server: only now do names appear, the manifest last.
+            self.commit_allowed(commit_check)
             for upload in uploads:
                 sftp.posix_rename(upload.temporary, upload.final)
                 placed.append(upload.final)

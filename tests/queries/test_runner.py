@@ -130,15 +130,15 @@ def test_the_time_limit_cancels_the_query(
 class _FlakyStorage(LocalStorage):
     failures = 0
 
-    def publish(self, files, manifest):
+    def publish(self, files, manifest, **kwargs):
         if _FlakyStorage.failures:
             _FlakyStorage.failures -= 1
             raise StorageError("connection reset by peer", retryable=True)
-        super().publish(files, manifest)
+        super().publish(files, manifest, **kwargs)
 
 
 class _RefusingStorage(LocalStorage):
-    def publish(self, files, manifest):
+    def publish(self, files, manifest, **kwargs):
         raise StorageError("permission denied on reports/acme", retryable=False)
 
 

@@ -1,0 +1,182 @@
+"""Faults of the servers around the workers: the broker losing its messages, the warehouse dropping the
+query's connection, the scratch disk filling up. Each test checks the invariants I1-I4 (see invariants.py).
+
+A killed SFTP session mid-upload is covered by tests/exports/test_sftp_faults.py (storage level).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+import pytest
+
+from tests.faults.invariants import SlotWatch, queries_read, query_read
+
+if TYPE_CHECKING:
+    from tests.faults.conftest import Harness
+
+pytestmark = pytest.mark.slow
+
+
+def test_redis_restarted_empty_mid_run_loses_no_query(harness: Harness) -> None:
+    """`SHUTDOWN NOSAVE` while one query exports and three wait in the queue, then Redis again on the same
+    port, empty. The running query finishes; the queued ones, whose messages are gone, are enqueued again by
+    the reaper once they have waited QUERY_REQUEUE_AFTER_SECONDS unclaimed."""
+    key = harness.customer(max_concurrent=4)
+    harness.service.worker_start(concurrency=1)
+    with SlotWatch(harness.database_url) as slots:
+        running = harness.submit(key)
+        harness.wait_mid_export(running, key)
+        queued = [harness.submit(key, harness.small_query) for _ in range(3)]
+        assert all(query_read(harness.database_url, guid).attempts == 0 for guid in queued)
+        lost_at = time.monotonic()
+        harness.broker.shutdown_nosave()
+        time.sleep(1)  # the worker and beat see the broker gone, and reconnect once it is back
+        harness.broker.start()
+        verdict = harness.verdict([running, *queued], since=lost_at)
+    slots.check()
+    assert [verdict.of(guid).status for guid in [running, *queued]] == ["Completed"] * 4
+    assert verdict.of(running).attempts == 1, "the running query must finish on its first attempt"
+    harness.report(
+        "Redis SHUTDOWN NOSAVE mid-run, restarted empty on the same port",
+        f"running query finished on attempt 1; the {len(queued)} queued queries (messages lost) were "
+        "re-enqueued by the reaper; all Completed",
+        verdict,
+    )
+
+
+def test_post_while_the_broker_is_down_is_accepted(harness: Harness) -> None:
+    """With Redis down, a POST is stored and answered 201 (the reaper enqueues it once the broker is back),
+    or refused cleanly with nothing stored: never a 500 that leaves an unknown query holding a slot."""
+    key = harness.customer(max_concurrent=1)
+    harness.service.worker_start(concurrency=1)
+    down_at = time.monotonic()
+    harness.broker.shutdown_nosave()
+    response = harness.service.request("POST", "/_rest/v4/dwh/Q", key=key, body=harness.small_query)
+    stored = list(queries_read(harness.database_url))
+    harness.broker.start()
+    assert response.status in (201, 503), (response.status, response.body[:300])
+    if response.status == 503:
+        assert response.json()["code"] == 503
+        assert not stored, "a refused POST must not leave a query behind"
+        return
+    verdict = harness.verdict([response.json()["id"]], since=down_at)
+    assert verdict.of(response.json()["id"]).status == "Completed"
+    harness.report(
+        "POST while Redis is down",
+        "201; enqueued by the reaper once Redis was back; Completed",
+        verdict,
+    )
+
+
+def test_warehouse_connection_killed_mid_query_fails_cleanly(
+    harness: Harness, postgres_warehouse: str
+) -> None:
+    """PostgreSQL as the warehouse; `pg_terminate_backend` on the worker's session while it streams rows.
+    The query ends Failed with a message the customer can act on (or is retried), its slot is freed, its
+    scratch files are removed and nothing is published."""
+    key = harness.customer(max_concurrent=1)
+    harness.service.worker_start(concurrency=1, extra_env={"WAREHOUSE_URL": postgres_warehouse})
+    with SlotWatch(harness.database_url) as slots:
+        guid = harness.submit(key)
+        harness.wait_mid_export(guid, key)
+        backends = _warehouse_backends_terminate(postgres_warehouse)
+        killed_at = time.monotonic()
+        verdict = harness.verdict([guid], since=killed_at)
+    slots.check()
+    assert backends, "the worker had no session on the warehouse to terminate"
+    row = verdict.of(guid)
+    assert row.status in ("Failed", "Completed"), row
+    if row.status == "Failed":
+        (message,) = row.messages
+        assert message.startswith("The warehouse could not run the query: the warehouse is unavailable"), (
+            message
+        )
+        assert "Traceback" not in message and "SELECT" not in message and "postgresql://" not in message
+    harness.scratch_removed_wait(guid)
+    # The slot is free again: the customer's one slot takes a new query at once.
+    assert harness.service.request("POST", "/_rest/v4/dwh/Q", key=key, body=harness.small_query).status == 201
+    harness.report(
+        "PostgreSQL warehouse backend terminated mid-query",
+        f"{row.status} on attempt {row.attempts}: {'; '.join(row.messages) or 'result published'}",
+        verdict,
+    )
+
+
+def _warehouse_backends_terminate(warehouse_url: str) -> list[int]:
+    """Terminate every client session on the warehouse database (only workers connect to it)."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        ).fetchall()
+    return [pid for pid, terminated in rows if terminated]
+
+
+SCRATCH_BYTES = 2 * 1024 * 1024
+
+
+def test_scratch_disk_full_fails_the_query_and_cleans_up(harness: Harness) -> None:
+    """The worker's scratch directory fills up mid-export (a 2 MB tmpfs on <var>/work; where mounting is
+    not allowed, RLIMIT_FSIZE makes writes past 2 MB fail with EFBIG instead): the query ends Failed with a
+    clear message, nothing is published, the scratch directory is emptied and the slot freed."""
+    key = harness.customer(max_concurrent=1)
+    work = harness.service.var_dir / "work"
+    with _scratch_limited(work) as limit_worker:
+        # One big part: RLIMIT_FSIZE limits each file, not the directory, so no part may stay below it.
+        one_part = {"EXPORT_PART_BYTES": str(10**9)}
+        harness.service.worker_start(concurrency=1, extra_env=one_part, preexec_fn=limit_worker)
+        with SlotWatch(harness.database_url) as slots:
+            guid = harness.submit(key)
+            started_at = time.monotonic()
+            verdict = harness.verdict([guid], since=started_at)
+        harness.scratch_removed_wait(guid)
+        harness.service.workers_stop()
+    slots.check()
+    row = verdict.of(guid)
+    assert row.status == "Failed", row
+    (message,) = row.messages
+    assert message.startswith("The result could not be written: cannot write export file:"), message
+    assert "No space left on device" in message or "File too large" in message, message
+    assert verdict.exports.manifests == 0 and verdict.exports.parts == 0
+    assert not [p for p in harness.export_dir.rglob("*") if p.is_file()], "nothing may be published"
+    assert harness.service.request("POST", "/_rest/v4/dwh/Q", key=key, body=harness.small_query).status == 201
+    harness.report(
+        "scratch (work) directory full mid-export",
+        f"{row.status} on attempt {row.attempts}: {message}",
+        verdict,
+    )
+
+
+@contextlib.contextmanager
+def _scratch_limited(work: Path) -> Iterator[Callable[[], None] | None]:
+    """Make `work` a 2 MB file system for the test; yields the preexec_fn to give the worker (None when the
+    tmpfs is mounted, or one lowering RLIMIT_FSIZE when mounting is not permitted)."""
+    work.mkdir(parents=True, exist_ok=True)
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={SCRATCH_BYTES}", "tmpfs", str(work)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    try:
+        yield None if mounted else _file_size_limited
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(work)], check=True)
+
+
+def _file_size_limited() -> None:
+    """In the worker, before exec: writes past SCRATCH_BYTES fail with EFBIG rather than killing it."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (SCRATCH_BYTES, SCRATCH_BYTES))
