@@ -210,3 +210,24 @@ def test_registry_builds_backends_by_kind(tmp_path):
         storage_for("ftp", host="example.com")
     with pytest.raises(StorageError, match="invalid local storage configuration"):
         storage_for("local", directory=tmp_path)
+
+
+def test_a_refused_commit_check_publishes_nothing(storage, sources):
+    from exports.storage.base import PublishFenced
+
+    checked: list[bool] = []
+
+    def fenced() -> bool:
+        checked.append(True)
+        return False
+
+    with pytest.raises(PublishFenced) as raised:
+        storage.publish(
+            list(zip(sources, PART_KEYS, strict=True)), (b"{}", MANIFEST_KEY), commit_check=fenced
+        )
+    assert checked == [True] and raised.value.retryable is False
+    assert files_under(storage.root) == []
+    storage.publish(
+        list(zip(sources, PART_KEYS, strict=True)), (b"{}", MANIFEST_KEY), commit_check=lambda: True
+    )
+    assert files_under(storage.root) == sorted([*PART_KEYS, MANIFEST_KEY])

@@ -428,3 +428,15 @@ def test_reading_an_object_stream_in_pieces(storage, sources):
         while chunk := stream.read(1_000_003):
             sink.write(chunk)
     assert sink.getvalue() == sources[0].read_bytes()[17:]
+
+
+def test_a_refused_commit_check_publishes_nothing(moto, bucket, storage, sources):
+    from exports.storage.base import PublishFenced
+
+    with pytest.raises(PublishFenced):
+        storage.publish(
+            list(zip(sources, PART_KEYS, strict=True)),
+            (manifest_for(sources), MANIFEST_KEY),
+            commit_check=lambda: False,
+        )
+    assert moto.keys(bucket) == [] and moto.uploads(bucket) == []

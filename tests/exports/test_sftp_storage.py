@@ -470,3 +470,13 @@ def test_the_registry_builds_sftp_storage(sshd, base):
         storage_for("sftp", **sshd.config(), bucket="not an sftp setting")
     with pytest.raises(StorageError):
         storage_for("sftp", **sshd.config(private_key=None))
+
+
+def test_a_refused_commit_check_publishes_nothing(storage, base, sources):
+    from exports.storage.base import PublishFenced
+
+    with pytest.raises(PublishFenced):
+        storage.publish(
+            list(zip(sources, PART_KEYS, strict=True)), (MANIFEST, MANIFEST_KEY), commit_check=lambda: False
+        )
+    assert files_under(base) == []  # staged files removed too
