@@ -23,8 +23,9 @@ def test_byte_range_parse(header, size, expected):
     assert byte_range_parse(header, size) == expected
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=-0", 100),
-                                              ("bytes=0-", 0)])
+@pytest.mark.parametrize(
+    ("header", "size"), [("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=-0", 100), ("bytes=0-", 0)]
+)
 def test_unsatisfiable_ranges(header, size):
     with pytest.raises(RangeNotSatisfiable):
         byte_range_parse(header, size)

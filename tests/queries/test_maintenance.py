@@ -98,9 +98,7 @@ def test_reaper_requeues_lost_leases_and_gives_up_after_max_attempts(customer_fa
     customer = customer_factory("acme")
     now = timezone.now()
     lost = _pending(customer, attempts=1, lease_expires_at=now - timedelta(seconds=1))
-    poison = _pending(
-        customer, attempts=3, lease_expires_at=now - timedelta(seconds=1)
-    )
+    poison = _pending(customer, attempts=3, lease_expires_at=now - timedelta(seconds=1))
     held = _pending(customer, attempts=1, lease_expires_at=now + timedelta(seconds=20))
     never_claimed = _pending(customer)
     QueryRequest.objects.filter(pk=never_claimed.pk).update(submitted_at=now - timedelta(minutes=10))
