@@ -194,6 +194,8 @@ def service_running(
         "INSIGHTS_VAR_DIR": str(var_dir),
         "WAREHOUSE_URL": f"duckdb:///{var_dir / 'warehouse.duckdb'}",
         "LOG_LEVEL": "WARNING",
+        # Each service its own cache (in its var dir): failed-authentication counts must not cross test modules.
+        "CACHE_URL": "",
         **(extra_env or {}),
     }
     port = free_port()

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exports.engines.duckdb import DUCKDB
@@ -50,12 +50,14 @@ def _body(value: str) -> dict[str, Any]:
         "timestamp": WINDOW,
         "data": {"CallEvent": {"fields": ["Ani"], "filters": {"Dnis": {"$ne": value}}}},
         "filters": {"CallEvent": {"Ani": {"$eq": value}}},
-        "scope": {"filters": {"DtmfEvent": {"DtmfInput": {"$in": [value, "1"]}}}, "scope": "SessionId"},
+        # One $in item: a list shrinks when values repeat (["1", "1"]), which rightly changes the SQL's shape.
+        "scope": {"filters": {"DtmfEvent": {"DtmfInput": {"$in": [value]}}}, "scope": "SessionId"},
     }
 
 
 @settings(max_examples=200, deadline=None)
 @given(value=hostile_text)
+@example(value="1")
 def test_sql_text_never_depends_on_a_value(value: str) -> None:
     try:
         query = query_validate(_body(value))
