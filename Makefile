@@ -48,7 +48,7 @@ seed: migrate
 run: migrate
 	$(PY) -m insights.devserver
 
-test: install-dev install-servers
+test: install-dev install-servers bench-tools
 	$(BIN)/pytest
 
 lint: install-dev

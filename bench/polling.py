@@ -58,7 +58,7 @@ class LoadResult:
 def wrk_binary() -> str:
     found = shutil.which("wrk")
     if found is None:
-        raise BenchToolMissing("wrk is not installed: `apt-get install -y wrk` (the Makefile's bench tools)")
+        raise BenchToolMissing("wrk is not installed: `apt-get install -y wrk` (`make bench-tools`)")
     return found
 
 
