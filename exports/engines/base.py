@@ -6,9 +6,10 @@ An engine is one module in this package with one class, registered by URL scheme
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import pyarrow as pa
 
@@ -87,3 +88,57 @@ class WarehouseEngine(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+ConnectionT = TypeVar("ConnectionT", bound=_Closable)
+
+
+class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
+    """An engine holding one connection, opened on first use, and a cancel flag that execute() honours.
+
+    Subclasses open the connection (`_connect`), say whether a held one is still usable (`_usable`) and
+    interrupt a running statement (`_interrupt`); cancel() may be called from another thread."""
+
+    def __init__(self) -> None:
+        self._conn: ConnectionT | None = None
+        self._lock = threading.Lock()
+        self._canceled = threading.Event()
+
+    @abc.abstractmethod
+    def _connect(self) -> ConnectionT:
+        """A new connection; WarehouseError when it cannot be had."""
+
+    def _usable(self, conn: ConnectionT) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def _interrupt(self, conn: ConnectionT) -> None:
+        """Stop the statement running on `conn`, best effort."""
+
+    def _connection(self) -> ConnectionT:
+        with self._lock:
+            if self._conn is not None and not self._usable(self._conn):
+                self._conn = None
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _raise_if_canceled(self) -> None:
+        if self._canceled.is_set():
+            raise QueryCanceled("the query was canceled")
+
+    def cancel(self) -> None:
+        self._canceled.set()
+        conn = self._conn
+        if conn is not None:
+            self._interrupt(conn)

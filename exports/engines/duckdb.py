@@ -9,7 +9,6 @@ loader can take the write lock between queries.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,8 @@ from exports.engines.base import (
     Dialect,
     Estimate,
     QueryCanceled,
+    SessionEngine,
     Statement,
-    WarehouseEngine,
     WarehouseError,
 )
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
@@ -64,7 +63,7 @@ def duckdb_path(url: str) -> str:
     return "/" + rest.lstrip("/")
 
 
-class DuckDBEngine(WarehouseEngine):
+class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
     """One DuckDB database file, one connection, opened on first use."""
 
     dialect = DUCKDB
@@ -77,6 +76,7 @@ class DuckDBEngine(WarehouseEngine):
         memory_limit: str | None = None,
         temp_directory: str | None = None,
     ) -> None:
+        super().__init__()
         self.path = path
         self.read_only = read_only and path != MEMORY  # an in-memory database cannot be opened read-only
         self.config: dict[str, str | bool | int | float | list[str]] = {}
@@ -84,9 +84,6 @@ class DuckDBEngine(WarehouseEngine):
             self.config["memory_limit"] = memory_limit
         if temp_directory:
             self.config["temp_directory"] = temp_directory
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._lock = threading.Lock()
-        self._canceled = threading.Event()
 
     @classmethod
     def from_url(
@@ -98,26 +95,18 @@ class DuckDBEngine(WarehouseEngine):
 
     # -- connection ------------------------------------------------------------------------------------------
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            if self._conn is None:
-                if not self.read_only and self.path != MEMORY:
-                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    conn = duckdb.connect(self.path, read_only=self.read_only, config=self.config)
-                    conn.execute(
-                        "SET enable_progress_bar = false"
-                    )  # a worker's stdout is a log, not a terminal
-                except duckdb.Error as exc:
-                    raise _warehouse_error(exc) from exc
-                self._conn = conn
-            return self._conn
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if not self.read_only and self.path != MEMORY:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = duckdb.connect(self.path, read_only=self.read_only, config=self.config)
+            conn.execute("SET enable_progress_bar = false")  # a worker's stdout is a log, not a terminal
+        except duckdb.Error as exc:
+            raise _warehouse_error(exc) from exc
+        return conn
 
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def _interrupt(self, conn: duckdb.DuckDBPyConnection) -> None:
+        conn.interrupt()
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -145,16 +134,6 @@ class DuckDBEngine(WarehouseEngine):
             raise _warehouse_error(exc) from exc
         finally:
             self._canceled.clear()
-
-    def _raise_if_canceled(self) -> None:
-        if self._canceled.is_set():
-            raise QueryCanceled("the query was canceled")
-
-    def cancel(self) -> None:
-        self._canceled.set()
-        conn = self._conn
-        if conn is not None:
-            conn.interrupt()
 
     def estimate(self, statement: Statement) -> Estimate:
         """Rows the table scans are expected to produce, from the optimizer (EXPLAIN: nothing is read)."""

@@ -10,7 +10,6 @@ without a zone, holding UTC) never shift.
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,8 +26,8 @@ from exports.engines.base import (
     Dialect,
     Estimate,
     QueryCanceled,
+    SessionEngine,
     Statement,
-    WarehouseEngine,
     WarehouseError,
 )
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
@@ -62,18 +61,16 @@ _COPY_ROWS = 50_000  # rows per CSV chunk sent to COPY: bounds the loader's memo
 _CURSOR = "insights_export"
 
 
-class PostgresEngine(WarehouseEngine):
+class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
     """One PostgreSQL database, one connection, opened on first use."""
 
     dialect = POSTGRES
 
     def __init__(self, url: str, *, read_only: bool = True, connect_timeout: int = 10) -> None:
+        super().__init__()
         self.url = url
         self.read_only = read_only
         self.connect_timeout = connect_timeout
-        self._conn: psycopg.Connection[Any] | None = None
-        self._lock = threading.Lock()
-        self._canceled = threading.Event()
 
     @classmethod
     def from_url(
@@ -84,26 +81,26 @@ class PostgresEngine(WarehouseEngine):
 
     # -- connection ------------------------------------------------------------------------------------------
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._conn is not None and (self._conn.closed or self._conn.broken):
-                self._conn = None
-            if self._conn is None:
-                try:
-                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
-                    conn.execute("SET TIME ZONE 'UTC'")
-                    if self.read_only:
-                        conn.execute("SET default_transaction_read_only = on")
-                except psycopg.Error as exc:
-                    raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
-                self._conn = conn
-            return self._conn
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+            conn.execute("SET TIME ZONE 'UTC'")
+            if self.read_only:
+                conn.execute("SET default_transaction_read_only = on")
+        except psycopg.Error as exc:
+            raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
+        return conn
 
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def _usable(self, conn: psycopg.Connection[Any]) -> bool:
+        return not (conn.closed or conn.broken)
+
+    def _interrupt(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed:
+            return
+        try:
+            conn.cancel_safe(timeout=10)
+        except psycopg.Error:
+            pass  # best effort: the flag still stops execute() at its next batch
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -131,19 +128,6 @@ class PostgresEngine(WarehouseEngine):
             raise _warehouse_error(exc) from exc
         finally:
             self._canceled.clear()
-
-    def _raise_if_canceled(self) -> None:
-        if self._canceled.is_set():
-            raise QueryCanceled("the query was canceled")
-
-    def cancel(self) -> None:
-        self._canceled.set()
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            try:
-                conn.cancel_safe(timeout=10)
-            except psycopg.Error:
-                pass  # best effort: the flag still stops execute() at its next batch
 
     def estimate(self, statement: Statement) -> Estimate:
         """Rows the table scans are expected to produce, from the planner (EXPLAIN: nothing is read)."""
