@@ -6,14 +6,9 @@ import shutil
 from pathlib import Path
 
 from exports.storage.base import Storage
-from insights.destinations import destination_default, destination_storage
+from insights.destinations import destination_storage
 from insights.models import Customer, Destination
 from queries.models import QueryRequest, QueryStatus
-
-
-def customer_destination(customer: Customer) -> Destination | None:
-    """Where new results of the customer are published (None: this server's local directory)."""
-    return destination_default(customer)
 
 
 def query_storage(request: QueryRequest) -> Storage:

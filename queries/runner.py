@@ -35,9 +35,9 @@ from exports.writers import (
     part_file_name,
     write_csv_gzip_parts,
 )
-from insights.destinations import destination_storage
+from insights.destinations import destination_default, destination_storage
 from queries.compiler import query_compile
-from queries.delivery import customer_destination, report_key
+from queries.delivery import report_key
 from queries.errors import QueryFailed
 from queries.models import QueryStatus
 from queries.services import (
@@ -193,7 +193,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> No
 
 def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]]) -> None:
     request = claim.request
-    destination = customer_destination(request.customer)
+    destination = destination_default(request.customer)  # None: this server's local directory
     manifest = manifest_build(
         parts=parts,
         query=request.body,

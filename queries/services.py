@@ -114,20 +114,12 @@ def query_claim(*, query_id: int) -> Claim | None:
 
 def query_heartbeat(*, claim: Claim, rows: int, bytes_written: int) -> bool:
     """Extend the lease and record progress; False when the lease is lost or a cancel was asked for."""
-    held = _held(claim).filter(cancel_requested=False)
-    return bool(
-        held.update(
-            lease_expires_at=timezone.now() + lease_duration(),
-            progress_rows=rows,
-            progress_bytes=bytes_written,
-        )
-    )
+    return _renew(claim, progress_rows=rows, progress_bytes=bytes_written)
 
 
 def query_lease_renew(*, claim: Claim) -> bool:
     """Extend the lease if this attempt still holds it and no cancel was asked for (the publish fence)."""
-    held = _held(claim).filter(cancel_requested=False)
-    return bool(held.update(lease_expires_at=timezone.now() + lease_duration()))
+    return _renew(claim)
 
 
 def query_complete(
@@ -161,14 +153,15 @@ def query_fail(*, claim: Claim, message: str, status: str = QueryStatus.FAILED) 
     return _finish(claim, status=status, messages=[message])
 
 
-def query_cancel_requested(*, query_id: int) -> bool:
-    return QueryRequest.objects.filter(pk=query_id, cancel_requested=True).exists()
-
-
 def _held(claim: Claim) -> Any:
     return QueryRequest.objects.filter(
         pk=claim.request.pk, status=QueryStatus.PENDING, attempts=claim.attempt
     )
+
+
+def _renew(claim: Claim, **fields: Any) -> bool:
+    held = _held(claim).filter(cancel_requested=False)
+    return bool(held.update(lease_expires_at=timezone.now() + lease_duration(), **fields))
 
 
 def _finish(claim: Claim, *, status: str, **fields: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from exports.engines import engine_from_url
+from exports.engines import engine_class, engine_from_url
 from exports.engines.base import Dialect, WarehouseEngine
 
 
@@ -18,5 +18,5 @@ def warehouse_engine(*, read_only: bool = True) -> WarehouseEngine:
 
 
 def warehouse_dialect() -> Dialect:
-    """The SQL dialect of the configured warehouse (no connection is opened)."""
-    return warehouse_engine().dialect
+    """The SQL dialect of the configured warehouse, from its engine class (no engine is built)."""
+    return engine_class(settings.WAREHOUSE_URL).dialect
