@@ -4,20 +4,25 @@ Hand-written SQL, for speed (a typical query compiles in tens of microseconds), 
 injection impossible by construction: identifiers come only from the catalog and pass `quote_identifier`;
 every value, the customer included, is a bound parameter. Nothing a request holds is spliced into the text.
 
-Shape, over the one wide `events` table (see `exports.engines`):
+Shape, over the one wide `events` table (see `exports.engines`): one scan, whatever the number of events.
 
     [WITH "scope_sessions" AS (SELECT "SessionId" FROM "events"
                                WHERE "CustomerId" = ? AND <window> [AND (<scope filter> OR ...)])]
-    SELECT <output columns> FROM (
-        SELECT <columns of event 1>, "TimeStamp" AS "_ts", "_row_id" AS "_rid" FROM "events"
-        WHERE "CustomerId" = ? AND "EventName" = ? AND <window> [AND <conditions>]
-              [AND "SessionId" IN (SELECT "SessionId" FROM "scope_sessions")]
-        UNION ALL ...one branch per requested event...
-    ) AS "q" ORDER BY "_ts", "_rid"
+    SELECT <output columns> FROM "events"
+    WHERE "CustomerId" = ? AND <window>
+          AND (("EventName" = ? [AND <conditions of event 1>]) OR ...one alternative per requested event)
+          [AND "SessionId" IN (SELECT "SessionId" FROM "scope_sessions")]
+    ORDER BY "events"."TimeStamp", "events"."_row_id"
 
-A column not requested for an event is `CAST(NULL AS <type>)` in that event's branch (DESIGN: empty in the
-other events' rows), except the `EventName` put first for a multi-event query, which every row carries. The
-customer predicate is in every branch and in the scope CTE: no branch can read another customer's rows, and
+An output column requested by every event is the bare column; one requested by only some is
+`CASE WHEN "EventName" IN (?, ...) THEN <column> END` over those events, so it keeps its type and is empty
+in the other events' rows (DESIGN §3). The exception is the `EventName` put first for a multi-event query
+when no event asked for it: every row carries its event's name. The sort keys are qualified with the table
+because both engines resolve a bare ORDER BY name to an output column first, and an output column of that
+name may be such a CASE. One scan, not a UNION ALL of one SELECT per event: DuckDB then sorts the rows it
+reads once, within the worker's memory limit (a sorted UNION ALL ran out of it at a few million rows).
+
+The customer predicate is in the main WHERE and in the scope CTE: nothing reads another customer's rows, and
 a SessionId shared by two customers never correlates across them. `_row_id` breaks TimeStamp ties so every
 engine returns the same order.
 """
@@ -29,13 +34,12 @@ from collections.abc import Iterable
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement
 from exports.schema import quote_identifier
 from queries.catalog import Field
-from queries.spec import Condition, EventQuery, Op, Query, Scalar, Scope, Window
+from queries.spec import Condition, Op, Query, Scalar, Scope, Window
 
 CUSTOMER_FIELD = "CustomerId"
 EVENT_FIELD = "EventName"
 TIME_FIELD = "TimeStamp"
 SCOPE_CTE = "scope_sessions"
-_TS, _RID, _SUBQUERY = '"_ts"', '"_rid"', '"q"'
 
 _COMPARISONS = {Op.EQ: "=", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 
@@ -63,17 +67,24 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
         raise ValueError("a query compiles only for a customer: customer_id must be a non-empty string")
     if not query.events:
         raise ValueError("a query needs at least one event")
-    binder = _Binder(dialect)
+    binder = _Binder(dialect)  # parameters in text order: the scope CTE, the select list, the WHERE
     prefix = ""
     if query.scope is not None:
         sessions = _scope_sql(query.scope, query.window, customer_id, binder)
         prefix = f"WITH {quote_identifier(SCOPE_CTE)} AS ({sessions}) "
-    branches = " UNION ALL ".join(
-        _branch_sql(event, query, customer_id=customer_id, dialect=dialect, binder=binder)
-        for event in query.events
-    )
-    outer = ", ".join(quote_identifier(field.name) for field in query.columns)
-    sql = f"{prefix}SELECT {outer} FROM ({branches}) AS {_SUBQUERY} ORDER BY {_TS}, {_RID}"
+    columns = ", ".join(_column_sql(field, query, binder) for field in query.columns)
+    where = [
+        f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
+        *_window_sql(query.window, binder),
+        _alternatives_sql(((e.event.name, e.conditions) for e in query.events), binder),
+    ]
+    if query.scope is not None:
+        key = quote_identifier(query.scope.key.name)
+        where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
+    table = quote_identifier(EVENTS_TABLE)
+    # Qualified: a bare name would sort by an output column of that name, which may be a CASE (see above).
+    order = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
+    sql = f"{prefix}SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY {order}"
     return Statement(
         sql=sql,
         params=tuple(binder.params),
@@ -82,47 +93,36 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
     )
 
 
-def _branch_sql(
-    event: EventQuery, query: Query, *, customer_id: str, dialect: Dialect, binder: _Binder
-) -> str:
-    """One event's SELECT: its requested columns (NULL for others), in output order, then the sort keys."""
-    selected = {field.name for field in event.fields}
-    requested_anywhere = {field.name for e in query.events for field in e.fields}
-    columns = []
-    for field in query.columns:
-        # EventName that no event asked for was put first by validation: every row carries its event's name.
-        if field.name in selected or (field.name == EVENT_FIELD and EVENT_FIELD not in requested_anywhere):
-            columns.append(quote_identifier(field.name))
-        else:
-            columns.append(
-                f"CAST(NULL AS {dialect.type_names[field.type.value]}) AS {quote_identifier(field.name)}"
-            )
-    columns.append(f"{quote_identifier(TIME_FIELD)} AS {_TS}")
-    columns.append(f"{quote_identifier(ROW_ID)} AS {_RID}")
-    where = [
-        f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
-        f"{quote_identifier(EVENT_FIELD)} = {binder.bind(event.event.name)}",
-        *_window_sql(query.window, binder),
-        *(_condition_sql(condition, binder) for condition in event.conditions),
-    ]
-    if query.scope is not None:
-        key = quote_identifier(query.scope.key.name)
-        where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
-    return f"SELECT {', '.join(columns)} FROM {quote_identifier(EVENTS_TABLE)} WHERE {' AND '.join(where)}"
+def _column_sql(field: Field, query: Query, binder: _Binder) -> str:
+    """One output column: bare where every event has it, else a CASE on the events that requested it."""
+    requesting = [e.event.name for e in query.events if any(f.name == field.name for f in e.fields)]
+    column = _column(field)
+    # EventName that no event asked for was put first by validation: every row carries its event's name.
+    if len(requesting) == len(query.events) or (field.name == EVENT_FIELD and not requesting):
+        return column
+    if not requesting:  # validation never outputs a column nobody asked for; keep the meaning anyway
+        return f"CASE WHEN FALSE THEN {column} END AS {column}"
+    events = binder.bind_list(requesting)
+    return f"CASE WHEN {quote_identifier(EVENT_FIELD)} IN ({events}) THEN {column} END AS {column}"
 
 
 def _scope_sql(scope: Scope, window: Window, customer_id: str, binder: _Binder) -> str:
     """The customer's sessions with a record in the window matching any one scope filter (no filters: any)."""
     key = quote_identifier(scope.key.name)
     where = [f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}", *_window_sql(window, binder)]
-    alternatives = []
-    for scope_filter in scope.filters:
-        terms = [f"{quote_identifier(EVENT_FIELD)} = {binder.bind(scope_filter.event.name)}"]
-        terms.extend(_condition_sql(condition, binder) for condition in scope_filter.conditions)
-        alternatives.append(f"({' AND '.join(terms)})")
-    if alternatives:
-        where.append(f"({' OR '.join(alternatives)})")
+    if scope.filters:
+        where.append(_alternatives_sql(((f.event.name, f.conditions) for f in scope.filters), binder))
     return f"SELECT {key} FROM {quote_identifier(EVENTS_TABLE)} WHERE {' AND '.join(where)}"
+
+
+def _alternatives_sql(alternatives: Iterable[tuple[str, tuple[Condition, ...]]], binder: _Binder) -> str:
+    """Records of any one of the events, each meeting all of its own conditions."""
+    terms = []
+    for event_name, conditions in alternatives:
+        parts = [f"{quote_identifier(EVENT_FIELD)} = {binder.bind(event_name)}"]
+        parts.extend(_condition_sql(condition, binder) for condition in conditions)
+        terms.append(f"({' AND '.join(parts)})")
+    return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
 
 
 def _window_sql(window: Window, binder: _Binder) -> tuple[str, str]:

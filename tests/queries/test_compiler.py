@@ -1,4 +1,4 @@
-"""The shape of compiled SQL: customer predicate everywhere, parameters for every value, typed NULLs."""
+"""The shape of compiled SQL: one scan, the customer everywhere, parameters for every value, typed empties."""
 
 from __future__ import annotations
 
@@ -35,10 +35,14 @@ def _compile(body: dict[str, Any], dialect: Dialect = DUCKDB) -> tuple[Query, An
     return query, query_compile(query, customer_id=CUSTOMER, dialect=dialect)
 
 
-def _branches(sql: str) -> list[str]:
-    """The per-event SELECTs: the text between the scope CTE (if any) and the ORDER BY, split on UNION ALL."""
-    inner = sql[sql.index(" FROM (SELECT ") + len(" FROM (") : sql.rindex(') AS "q" ORDER BY')]
-    return inner.split(" UNION ALL ")
+def _main(sql: str) -> str:
+    """The main SELECT: what follows the scope CTE, if any."""
+    return sql[sql.index(") SELECT ") + 2 :] if sql.startswith("WITH ") else sql
+
+
+def _select_list(sql: str) -> str:
+    main = _main(sql)
+    return main[len("SELECT ") : main.index(' FROM "events" WHERE ')]
 
 
 @pytest.mark.parametrize("dialect", [DUCKDB, POSTGRES], ids=lambda d: d.name)
@@ -48,46 +52,79 @@ def test_every_value_is_a_parameter_and_placeholders_match(dialect: Dialect) -> 
     assert statement.dialect == dialect.name
     for value in ("Normal", "customer-7", "DtmfEvent", "CallEvent", "2019"):
         assert value not in statement.sql
-    assert statement.params.count(CUSTOMER) == 3  # two branches and the scope
+    assert statement.params.count(CUSTOMER) == 2  # the main WHERE and the scope
     assert datetime(2019, 11, 25) in statement.params and 1.5 in statement.params
 
 
-def test_customer_predicate_is_in_every_branch_and_in_the_scope() -> None:
+def test_several_events_are_one_scan_sorted_by_time_then_load_order() -> None:
     _, statement = _compile(DESIGN_EXAMPLE)
-    branches = _branches(statement.sql)
-    assert len(branches) == 2
-    assert all(CUSTOMER_PREDICATE in branch for branch in branches)
+    main = _main(statement.sql)
+    assert "UNION" not in statement.sql
+    assert main.count(' FROM "events" ') == 1 and main.count("SELECT ") == 2  # the other reads the CTE
+    assert main.endswith(' ORDER BY "events"."TimeStamp", "events"."_row_id"')
+
+
+def test_customer_predicate_is_in_the_main_where_and_in_the_scope() -> None:
+    _, statement = _compile(DESIGN_EXAMPLE)
+    main = _main(statement.sql)
+    assert ' FROM "events" WHERE "CustomerId" = ? AND "TimeStamp" >= ? AND "TimeStamp" < ? AND ' in main
     scope = statement.sql[: statement.sql.index(") SELECT ")]
     assert scope.startswith(
         'WITH "scope_sessions" AS (SELECT "SessionId" FROM "events" WHERE "CustomerId" = ?'
     )
-    assert all('"SessionId" IN (SELECT "SessionId" FROM "scope_sessions")' in branch for branch in branches)
+    assert ' AND "SessionId" IN (SELECT "SessionId" FROM "scope_sessions") ORDER BY ' in main
+
+
+def test_each_event_is_an_alternative_with_its_own_conditions() -> None:
+    _, statement = _compile(DESIGN_EXAMPLE)
+    assert (
+        ' AND (("EventName" = ? AND ("ExitReason" IS NULL OR "ExitReason" <> ?)'
+        ' AND ("Path" IS NULL OR "Path" NOT IN (?, ?))) OR ("EventName" = ? AND "Duration" > ?)) AND '
+    ) in _main(statement.sql)
+    where = statement.params[statement.params.index(CUSTOMER, 1) :]  # after the scope CTE's own customer
+    assert where[3:] == ("ApplicationExitEvent", "Normal", "a", "b", "CallEvent", 1.5)
 
 
 def test_unscoped_query_has_no_scope_and_still_the_customer() -> None:
     _, statement = _compile({"timestamp": WINDOW, "data": {"CallEvent": {"fields": ["Ani"]}}})
     assert "scope_sessions" not in statement.sql
     assert statement.sql == (
-        'SELECT "Ani" FROM (SELECT "Ani", "TimeStamp" AS "_ts", "_row_id" AS "_rid" FROM "events"'
-        ' WHERE "CustomerId" = ? AND "EventName" = ? AND "TimeStamp" >= ? AND "TimeStamp" < ?)'
-        ' AS "q" ORDER BY "_ts", "_rid"'
+        'SELECT "Ani" FROM "events"'
+        ' WHERE "CustomerId" = ? AND "TimeStamp" >= ? AND "TimeStamp" < ? AND ("EventName" = ?)'
+        ' ORDER BY "events"."TimeStamp", "events"."_row_id"'
     )
-    assert statement.params == (CUSTOMER, "CallEvent", datetime(2019, 11, 25), datetime(2019, 11, 26))
+    assert statement.params == (CUSTOMER, datetime(2019, 11, 25), datetime(2019, 11, 26), "CallEvent")
 
 
-def test_fields_not_requested_for_an_event_are_typed_nulls() -> None:
+def test_fields_not_requested_for_an_event_are_empty_in_its_rows() -> None:
     _, statement = _compile(DESIGN_EXAMPLE, POSTGRES)
-    exit_branch, call_branch = _branches(statement.sql)
-    assert 'CAST(NULL AS double precision) AS "Duration"' in exit_branch
-    assert 'CAST(NULL AS text) AS "ExitReason"' in call_branch
-    assert '"FlowId"' in exit_branch and '"FlowId"' in call_branch
+    assert _select_list(statement.sql) == (
+        '"EventName", "FlowId",'
+        ' CASE WHEN "EventName" IN (%s) THEN "ExitReason" END AS "ExitReason",'
+        ' CASE WHEN "EventName" IN (%s) THEN "Duration" END AS "Duration"'
+    )
+    assert statement.params[6:8] == ("ApplicationExitEvent", "CallEvent")  # after the scope CTE's six
+
+
+def test_a_field_of_two_events_out_of_three_names_both() -> None:
+    body = {
+        "timestamp": WINDOW,
+        "data": {
+            "CallEvent": {"fields": ["StartTime"]},
+            "MsgEvent": {"fields": ["To"]},
+            "ApplicationExitEvent": {"fields": ["StartTime"]},
+        },
+    }
+    _, statement = _compile(body)
+    assert 'CASE WHEN "EventName" IN (?, ?) THEN "StartTime" END AS "StartTime"' in statement.sql
+    assert statement.params[:3] == ("CallEvent", "ApplicationExitEvent", "MsgEvent")
 
 
 def test_event_name_comes_first_and_filled_for_several_events() -> None:
     query, statement = _compile(DESIGN_EXAMPLE)
     assert [c.name for c in statement.columns] == ["EventName", "FlowId", "ExitReason", "Duration"]
     assert [c.name for c in statement.columns] == [f.name for f in query.columns]
-    assert all(branch.startswith('SELECT "EventName", ') for branch in _branches(statement.sql))
+    assert _select_list(statement.sql).startswith('"EventName", "FlowId", CASE ')
 
 
 def test_event_name_asked_for_one_event_only_is_empty_in_the_others() -> None:
@@ -96,9 +133,12 @@ def test_event_name_asked_for_one_event_only_is_empty_in_the_others() -> None:
         "data": {"CallEvent": {"fields": ["Ani", "EventName"]}, "MsgEvent": {"fields": ["To"]}},
     }
     _, statement = _compile(body)
-    call_branch, msg_branch = _branches(statement.sql)
-    assert call_branch.startswith('SELECT "Ani", "EventName", ')
-    assert 'CAST(NULL AS VARCHAR) AS "EventName"' in msg_branch
+    assert _select_list(statement.sql) == (
+        'CASE WHEN "EventName" IN (?) THEN "Ani" END AS "Ani",'
+        ' CASE WHEN "EventName" IN (?) THEN "EventName" END AS "EventName",'
+        ' CASE WHEN "EventName" IN (?) THEN "To" END AS "To"'
+    )
+    assert statement.params[:3] == ("CallEvent", "CallEvent", "MsgEvent")
 
 
 def test_ne_and_nin_match_null_and_the_others_do_not() -> None:
@@ -124,13 +164,13 @@ def test_window_bounds_follow_the_operators() -> None:
     }
     _, statement = _compile(body)
     assert '"TimeStamp" > ? AND "TimeStamp" <= ?' in statement.sql
-    assert statement.params[2:4] == (datetime(2019, 11, 25), datetime(2019, 11, 25, 23))
+    assert statement.params[1:3] == (datetime(2019, 11, 25), datetime(2019, 11, 25, 23))
 
 
 def test_identifiers_come_from_the_catalog_only() -> None:
     _, statement = _compile(DESIGN_EXAMPLE)
     quoted = set(re.findall(r'"([^"]*)"', statement.sql))
-    known = {c.name for c in catalog().warehouse_columns()} | {"events", "_row_id", "_ts", "_rid", "q"}
+    known = {c.name for c in catalog().warehouse_columns()} | {"events", "_row_id"}
     assert quoted <= known | {"scope_sessions"}
 
 
