@@ -1,0 +1,31 @@
+"""Typed settings from the environment: a bad value stops the process with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from insights.env import env_int
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 1), ("", 1), ("0", 0), ("3", 3)])
+def test_env_int_in_range(monkeypatch, raw, expected):
+    if raw is None:
+        monkeypatch.delenv("EXPORT_GZIP_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("EXPORT_GZIP_LEVEL", raw)
+    assert env_int("EXPORT_GZIP_LEVEL", 1, minimum=0, maximum=3) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("6", "EXPORT_GZIP_LEVEL must be at most 3, not 6"),
+        ("-1", "at least 0"),
+        ("fast", "must be an integer"),
+    ],
+)
+def test_env_int_out_of_range_names_the_variable(monkeypatch, raw, message):
+    monkeypatch.setenv("EXPORT_GZIP_LEVEL", raw)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        env_int("EXPORT_GZIP_LEVEL", 1, minimum=0, maximum=3)
