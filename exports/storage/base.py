@@ -100,12 +100,51 @@ def range_check(start: int | None, end: int | None) -> tuple[int, int | None]:
     return first, end
 
 
+class Publication(abc.ABC):
+    """One all-or-nothing publish, fed a file at a time, so that uploading a finished part can overlap
+    producing the next one. Not thread-safe: one thread drives it (the export's uploader thread).
+
+    - `stage(source, key)` uploads a local file under a hidden temporary name next to `key`. Once it returns
+      the server holds every byte and the local file is no longer needed (the caller may delete it). A
+      stage that fails leaves nothing of that file behind and raises StorageError; whether trying the
+      same stage again may work is `error.retryable`. Files staged before stay staged. A key staged twice
+      is a StorageError (never retryable).
+    - `commit(manifest, commit_check=...)` stages the manifest bytes, calls `commit_check` (False: nothing
+      is placed and PublishFenced is raised; only abort() is left), then moves every staged file to its
+      final key, the manifest last. Existing keys are overwritten. A commit that failed with a retryable
+      error may be called again: it carries on with what is not placed yet (a move whose answer was lost
+      counts as done when the final key holds the file and the temporary name is gone).
+    - `abort()` removes everything this publication staged or placed, as far as the server allows;
+      failures are logged, never raised. Idempotent; a no-op after a successful commit.
+
+    As a context manager, leaving the block without a successful commit aborts.
+    """
+
+    @abc.abstractmethod
+    def stage(self, source: Path, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self, manifest: tuple[bytes, str], *, commit_check: CommitCheck | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def abort(self) -> None: ...
+
+    def __enter__(self) -> Publication:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()  # a no-op once committed
+
+
 class Storage(abc.ABC):
     """One place exports go to. Implementations must be safe to use from one thread at a time."""
 
     kind: ClassVar[str]
 
     @abc.abstractmethod
+    def publication(self) -> Publication:
+        """Start an all-or-nothing publish that takes files one at a time (see Publication)."""
+
     def publish(
         self,
         files: Sequence[tuple[Path, str]],
@@ -124,6 +163,10 @@ class Storage(abc.ABC):
         it returns False the staged files are discarded and PublishFenced is raised (a writer that lost its
         right to publish, e.g. a worker whose lease went to another attempt, must not overwrite the result).
         """
+        with self.publication() as publication:
+            for source, key in files:
+                publication.stage(Path(source), key)
+            publication.commit(manifest, commit_check=commit_check)
 
     @staticmethod
     def commit_allowed(commit_check: CommitCheck | None) -> None:

@@ -9,7 +9,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -18,7 +18,7 @@ from exports.storage.base import (
     CommitCheck,
     ObjectNotFound,
     ObjectStat,
-    PublishFenced,
+    Publication,
     RangeReader,
     Storage,
     StorageError,
@@ -38,41 +38,8 @@ class LocalStorage(Storage):
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
 
-    def publish(
-        self,
-        files: Sequence[tuple[Path, str]],
-        manifest: tuple[bytes, str],
-        *,
-        commit_check: CommitCheck | None = None,
-    ) -> None:
-        manifest_content, manifest_key = manifest
-        targets = [(Path(source), self._path(key)) for source, key in files]
-        manifest_path = self._path(manifest_key)
-        finals = [final for _, final in targets] + [manifest_path]
-        if len(set(finals)) != len(finals):
-            raise StorageError("publish: the same key appears twice")
-        staged: list[tuple[Path, Path]] = []  # (temporary, final), in publishing order
-        placed: list[Path] = []
-        try:
-            for source, final in targets:
-                staged.append((self._staging_path(final), final))
-                _stage_copy(source, staged[-1][0])
-            staged.append((self._staging_path(manifest_path), manifest_path))
-            _stage_bytes(manifest_content, staged[-1][0])
-            self.commit_allowed(commit_check)
-            for temporary, final in staged:
-                os.replace(temporary, final)
-                placed.append(final)
-            for directory in {final.parent for final in finals}:
-                _fsync_directory(directory)
-        except (OSError, PublishFenced) as exc:
-            for temporary, _ in staged:
-                temporary.unlink(missing_ok=True)
-            for final in placed:
-                final.unlink(missing_ok=True)
-            if isinstance(exc, PublishFenced):
-                raise
-            raise _storage_error(exc, "publish") from exc
+    def publication(self) -> Publication:
+        return _LocalPublication(self)
 
     def open(self, key: str, start: int | None = None, end: int | None = None) -> BinaryIO:
         first, stop = range_check(start, end)
@@ -128,6 +95,58 @@ class LocalStorage(Storage):
     def _staging_path(self, final: Path) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         return final.with_name(staging_name(final.name))
+
+
+class _LocalPublication(Publication):
+    """Stages each file next to its final path; commit renames them into place, manifest last."""
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self._storage = storage
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, final), in publishing order
+        self._placed: list[Path] = []
+        self._committed = False
+
+    def stage(self, source: Path, key: str) -> None:
+        self._stage(key, lambda temporary: _stage_copy(Path(source), temporary))
+
+    def commit(self, manifest: tuple[bytes, str], *, commit_check: CommitCheck | None = None) -> None:
+        content, key = manifest
+        if not self._staged or self._staged[-1][1] != self._storage._path(key):
+            self._stage(key, lambda temporary: _stage_bytes(content, temporary))
+        self._storage.commit_allowed(commit_check)
+        try:
+            for temporary, final in self._staged[len(self._placed) :]:
+                os.replace(temporary, final)
+                self._placed.append(final)
+            for directory in {final.parent for _, final in self._staged}:
+                _fsync_directory(directory)
+        except OSError as exc:
+            raise _storage_error(exc, "publish", key) from exc
+        self._committed = True
+
+    def abort(self) -> None:
+        if self._committed:
+            return
+        for temporary, _ in self._staged:
+            temporary.unlink(missing_ok=True)
+        for final in self._placed:
+            final.unlink(missing_ok=True)
+        self._staged, self._placed = [], []
+
+    def _stage(self, key: str, write: Callable[[Path], None]) -> None:
+        final = self._storage._path(key)
+        if any(final == staged for _, staged in self._staged):
+            raise StorageError("publish: the same key appears twice")
+        try:
+            temporary = self._storage._staging_path(final)
+        except OSError as exc:
+            raise _storage_error(exc, "publish", key) from exc
+        try:
+            write(temporary)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            raise _storage_error(exc, "publish", key) from exc
+        self._staged.append((temporary, final))
 
 
 def _stage_copy(source: Path, temporary: Path) -> None:

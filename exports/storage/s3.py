@@ -1,15 +1,19 @@
 """Amazon S3 (or an S3-compatible server) as storage, through boto3.
 
-S3 has no rename, so "upload under a temporary name, then rename" becomes "upload into open multipart
-uploads, then complete them": an object appears under its key only when its multipart upload is completed.
-publish() therefore opens one multipart upload per file (a small file is a single-part upload: the last,
-here only, part of an upload may be smaller than 5 MiB), uploads every part of every file (several at a
-time, in threads), and completes the uploads only once all parts are in, the manifest last:
+S3 has no rename, so "upload under a temporary name, then rename" becomes "upload into an open multipart
+upload, then complete it": an object appears under its key only when its multipart upload is completed.
+A publication (`Publication` in base.py) therefore stages a file by opening one multipart upload for it (a
+small file is a single-part upload: the last, here only, part of an upload may be smaller than 5 MiB) and
+uploading every part of it (several at a time, in threads); commit stages the manifest the same way and
+completes the uploads in staging order, the manifest last:
 
-- a failure while uploading aborts every upload: no object is created and no upload is left open;
-- a failure while completing deletes the objects already completed and aborts the rest. The manifest is
-  completed last, so a reader that starts from the manifest never sees a half-published export even if
-  that clean-up cannot reach the server;
+- a failure while staging a file aborts that file's upload only: the files staged before stay staged;
+- a failure while completing leaves the rest open, so that commit can carry on when called again. A
+  completion whose answer was lost meets `NoSuchUpload` the next time and counts as done when the object
+  under its key has the checksum (or, from a server that reports none, the size) of what was uploaded;
+- abort aborts the open uploads and deletes the objects already completed. The manifest is completed
+  last, so a reader that starts from the manifest never sees a half-published export even if that
+  clean-up cannot reach the server;
 - an upload whose abort could not be sent (the server went away, the worker was killed) is removed later
   by `sweep_incomplete`, run by the retention task. A bucket lifecycle rule
   `AbortIncompleteMultipartUpload` is the belt to those braces.
@@ -17,8 +21,9 @@ time, in threads), and completes the uploads only once all parts are in, the man
 Integrity: every part is sent with its SHA-256 (`x-amz-checksum-sha256`, which S3 verifies before it
 accepts the part), and once an object is completed its composite checksum (the SHA-256 of the parts'
 digests) as reported by the server is compared with ours, so a part that was altered on the way or kept
-wrongly fails the publish. When CompleteMultipartUpload does not report the checksum (some S3-compatible
-servers, moto) it is read back with HEAD; a server that reports no checksum at all is trusted.
+wrongly fails the commit. When CompleteMultipartUpload does not report the checksum (some S3-compatible
+servers, moto) it is read back with HEAD; a server that reports no checksum at all is trusted. A commit
+that found such a damaged object cannot be carried on (the staged bytes are spent): only abort is left.
 `verify_checksums=False` sends no checksum headers, for servers that reject them.
 
 Permissions the credentials need under the prefix: s3:PutObject, s3:GetObject, s3:DeleteObject,
@@ -35,7 +40,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +56,8 @@ from exports.storage.base import (
     CommitCheck,
     ObjectNotFound,
     ObjectStat,
+    Publication,
+    PublishFenced,
     Storage,
     StorageError,
     key_validate,
@@ -193,33 +200,8 @@ class S3Storage(Storage):
 
     # -- publishing -----------------------------------------------------------------------------------
 
-    def publish(
-        self,
-        files: Sequence[tuple[Path, str]],
-        manifest: tuple[bytes, str],
-        *,
-        commit_check: CommitCheck | None = None,
-    ) -> None:
-        manifest_content, manifest_key = manifest
-        uploads = [self._upload_plan(Path(source), key) for source, key in files]
-        uploads.append(self._upload_plan(bytes(manifest_content), manifest_key))
-        object_keys = [upload.key for upload in uploads]
-        if len(set(object_keys)) != len(object_keys):
-            raise StorageError("publish: the same key appears twice")
-        try:
-            for upload in uploads:
-                self._upload_create(upload)
-            self._parts_upload(uploads)
-            self.commit_allowed(commit_check)
-            for upload in uploads:  # the manifest last
-                self._upload_complete(upload)
-        except BaseException as exc:
-            self._rollback(uploads)
-            if isinstance(exc, StorageError):
-                raise
-            if isinstance(exc, _FAILURES):
-                raise self._error(exc, "publish") from exc
-            raise
+    def publication(self) -> Publication:
+        return _S3Publication(self)
 
     def _upload_plan(self, source: Path | bytes, key: str) -> _Upload:
         """The upload of one file, with its parts' byte ranges; reads the local file's size only."""
@@ -232,7 +214,7 @@ class S3Storage(Storage):
             except OSError as exc:
                 raise self._error(exc, "publish", key) from exc
         ranges = _part_ranges(size, self.multipart_threshold, self.multipart_chunk)
-        return _Upload(key=object_key, source=source, ranges=ranges)
+        return _Upload(name=key, key=object_key, source=source, ranges=ranges)
 
     def _upload_create(self, upload: _Upload) -> None:
         params: dict[str, Any] = {
@@ -244,16 +226,15 @@ class S3Storage(Storage):
             params["ChecksumAlgorithm"] = "SHA256"
         upload.upload_id = self._client.create_multipart_upload(**params)["UploadId"]
 
-    def _parts_upload(self, uploads: list[_Upload]) -> None:
-        """Upload every part of every upload, up to max_concurrency at a time; on the first failure, start
-        no new part, wait for those in flight (a part landing after its upload's abort would be kept), and
+    def _parts_upload(self, upload: _Upload) -> None:
+        """Upload every part of the upload, up to max_concurrency at a time; on the first failure, start no
+        new part, wait for those in flight (a part landing after its upload's abort would be kept), and
         raise that failure."""
-        tasks = [(upload, index) for upload in uploads for index in range(len(upload.ranges))]
         pool = ThreadPoolExecutor(
-            max_workers=min(self.max_concurrency, len(tasks)), thread_name_prefix="s3-part"
+            max_workers=min(self.max_concurrency, len(upload.ranges)), thread_name_prefix="s3-part"
         )
         try:
-            futures = [pool.submit(self._part_upload, upload, index) for upload, index in tasks]
+            futures = [pool.submit(self._part_upload, upload, index) for index in range(len(upload.ranges))]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 future.result()  # raises the first failure
@@ -288,16 +269,37 @@ class S3Storage(Storage):
         upload.digests[index] = digest
 
     def _upload_complete(self, upload: _Upload) -> None:
-        upload.completion_sent = True
-        response = self._client.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=upload.key,
-            UploadId=upload.upload_id,
-            MultipartUpload={"Parts": upload.parts},
-        )
-        upload.completed = True
+        """Complete one staged upload and check the object's checksum. Called again after a failure, it
+        carries on: an upload already completed is only checked."""
+        reported = None
+        if not upload.completed:
+            upload.completion_sent = True
+            try:
+                response = self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=upload.key,
+                    UploadId=upload.upload_id,
+                    MultipartUpload={"Parts": upload.parts},
+                )
+            except ClientError as exc:
+                if _code(exc) != "NoSuchUpload":
+                    raise
+                # Completed by an earlier request whose answer was lost (an earlier commit, or a retry
+                # inside botocore), or aborted by someone else: the object under the key tells which.
+                if not self._object_matches(upload):
+                    # Nothing of ours left to abort or delete: the object is someone else's.
+                    upload.upload_id = None
+                    raise _UploadSpoiled(
+                        f"S3 publish of {upload.name!r} failed: its multipart upload is gone and the object "
+                        "under its key is not the one uploaded [NoSuchUpload]"
+                    ) from exc
+                upload.completed = upload.placed = True
+                return
+            upload.completed = True
+            reported = response.get("ChecksumSHA256")
         if self.verify_checksums:
-            self._checksum_verify(upload, response.get("ChecksumSHA256"))
+            self._checksum_verify(upload, reported)
+        upload.placed = True
 
     def _checksum_verify(self, upload: _Upload, reported: str | None) -> None:
         """Compare the server's composite checksum of a completed object (base64 of the SHA-256 of the
@@ -308,14 +310,30 @@ class S3Storage(Storage):
         if reported is None:
             logger.debug("S3 server reports no checksum for %s; not verified", upload.key)
             return
-        expected = _b64(hashlib.sha256(b"".join(cast(list[bytes], upload.digests))).digest())
-        if reported.split("-")[0] != expected:
-            raise _ChecksumMismatch(f"S3 assembled {upload.key!r} from other bytes than were uploaded")
+        if reported.split("-")[0] != _composite_checksum(upload):
+            raise _UploadSpoiled(f"S3 assembled {upload.key!r} from other bytes than were uploaded")
+
+    def _object_matches(self, upload: _Upload) -> bool:
+        """Whether the object under the upload's key holds what was uploaded: the same checksum, or the same
+        size when either side has no checksum."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": upload.key}
+        if self.verify_checksums:
+            params["ChecksumMode"] = "ENABLED"
+        try:
+            head = self._client.head_object(**params)
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        reported = head.get("ChecksumSHA256")
+        if self.verify_checksums and reported is not None:
+            return bool(reported.split("-")[0] == _composite_checksum(upload))
+        return int(head["ContentLength"]) == sum(length for _, length in upload.ranges)
 
     def _rollback(self, uploads: list[_Upload]) -> None:
-        """Undo a failed publish as far as the server lets us: abort the open uploads, delete the objects
-        already completed. Failures here are logged, not raised: the original error is the one to report,
-        and whatever stays behind is either an open upload (swept later) or a part without its manifest."""
+        """Undo uploads as far as the server lets us: abort the open ones, delete the objects already
+        completed. Failures here are logged, not raised: the original error is the one to report, and
+        whatever stays behind is either an open upload (swept later) or a part without its manifest."""
         for upload in uploads:
             if upload.upload_id is None or upload.completed:
                 continue
@@ -343,8 +361,9 @@ class S3Storage(Storage):
 
     def sweep_incomplete(self, older_than: timedelta) -> int:
         """Abort the multipart uploads under the prefix initiated more than `older_than` ago (left by a
-        publish whose clean-up could not run); returns how many were aborted. `older_than` must exceed the
-        longest publish: a younger upload may belong to one in progress."""
+        publication whose clean-up could not run); returns how many were aborted. `older_than` must exceed
+        the longest export: a publication keeps its uploads open while the export is still producing parts,
+        so a younger upload may belong to one in progress."""
         cutoff = datetime.now(UTC) - older_than
         aborted = 0
         with self._calling("sweep"):
@@ -502,10 +521,83 @@ class S3Storage(Storage):
         return message
 
 
+class _S3Publication(Publication):
+    """A publish in progress: one open multipart upload per staged file (see the module docstring)."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self._storage = storage
+        self._uploads: list[_Upload] = []  # the staged files, in staging order
+        self._manifest: _Upload | None = None
+        self._spoiled: StorageError | None = None  # why committing can no longer succeed: only abort is left
+        self._committed = False
+        self._aborted = False
+
+    def stage(self, source: Path, key: str) -> None:
+        if self._committed or self._aborted:
+            raise StorageError(f"S3 publish of {key!r}: this publication is over (committed or aborted)")
+        self._uploads.append(self._upload(Path(source), key))
+
+    def commit(self, manifest: tuple[bytes, str], *, commit_check: CommitCheck | None = None) -> None:
+        if self._committed:
+            return
+        if self._aborted:
+            raise StorageError("S3 publish: this publication was aborted")
+        if self._spoiled is not None:
+            # Same retryable flag: a new publication may succeed where this one cannot.
+            raise StorageError(
+                f"S3 publish cannot carry on after: {self._spoiled}", retryable=self._spoiled.retryable
+            )
+        if self._manifest is None:
+            content, key = manifest
+            self._manifest = self._upload(bytes(content), key)
+        try:
+            self._storage.commit_allowed(commit_check)
+        except PublishFenced as exc:
+            self._spoiled = exc
+            raise
+        for upload in (*self._uploads, self._manifest):  # in staging order, the manifest last
+            if upload.placed:
+                continue  # by an earlier commit
+            try:
+                self._storage._upload_complete(upload)
+            except _UploadSpoiled as exc:
+                self._spoiled = exc
+                raise
+            except StorageError:
+                raise
+            except _FAILURES as exc:
+                raise self._storage._error(exc, "publish", upload.name) from exc
+        self._committed = True
+
+    def abort(self) -> None:
+        if self._committed or self._aborted:
+            return
+        self._aborted = True
+        self._storage._rollback([*self._uploads, *([self._manifest] if self._manifest else [])])
+
+    def _upload(self, source: Path | bytes, key: str) -> _Upload:
+        """Open a multipart upload for one file and upload all its parts; on failure abort it and raise."""
+        upload = self._storage._upload_plan(source, key)
+        if any(other.key == upload.key for other in (*self._uploads, self._manifest) if other):
+            raise StorageError(f"S3 publish: the key {key!r} appears twice")
+        try:
+            self._storage._upload_create(upload)
+            self._storage._parts_upload(upload)
+        except BaseException as exc:
+            self._storage._rollback([upload])
+            if isinstance(exc, StorageError):
+                raise
+            if isinstance(exc, _FAILURES):
+                raise self._storage._error(exc, "publish", key) from exc
+            raise
+        return upload
+
+
 @dataclass(eq=False)
 class _Upload:
     """One file on its way: an open multipart upload and what its completion needs."""
 
+    name: str  # the storage key, for messages
     key: str  # the object key, prefix included
     source: Path | bytes
     ranges: list[tuple[int, int]]  # (offset, length) of each part
@@ -513,7 +605,8 @@ class _Upload:
     parts: list[dict[str, Any]] = field(default_factory=list)  # CompleteMultipartUpload's Parts, in order
     digests: list[bytes | None] = field(default_factory=list)  # each part's raw SHA-256
     completion_sent: bool = False
-    completed: bool = False
+    completed: bool = False  # the object exists on the server
+    placed: bool = False  # ... and was checked: the commit is done with it
 
     def __post_init__(self) -> None:
         # One slot per part, filled by whichever thread uploads it.
@@ -524,6 +617,11 @@ class _Upload:
 class _ChecksumMismatch(StorageError):
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True)  # a damaged transfer, not a wrong configuration
+
+
+class _UploadSpoiled(_ChecksumMismatch):
+    """A completed object that is not what was uploaded, or an upload gone: its bytes are spent, so the
+    publication cannot be committed any more (a new one may succeed)."""
 
 
 class _FileSlice(io.RawIOBase):
@@ -658,6 +756,11 @@ def _transient(exc: BotoCoreError) -> bool:
         | errors.ChecksumError
         | errors.UnseekableStreamError,
     )
+
+
+def _composite_checksum(upload: _Upload) -> str:
+    """S3's checksum of a multipart object: base64 of the SHA-256 of its parts' SHA-256 digests."""
+    return _b64(hashlib.sha256(b"".join(cast(list[bytes], upload.digests))).digest())
 
 
 def _b64(digest: bytes) -> str:

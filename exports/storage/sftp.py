@@ -1,20 +1,23 @@
 """An SFTP server as storage: a customer's own server, reached with a pinned host key.
 
-Publishing uploads every file under a hidden temporary name next to its final path, checks the size the
-server reports, and only when everything (manifest included) is on the server renames each file into place
-with OpenSSH's `posix-rename@openssh.com` (an atomic replace), manifest last. A failure removes whatever was
-written, reconnecting once if the connection itself was lost. Nothing is fsynced on the server (paramiko
-has no `fsync@openssh.com`), as with `sftp put` without `-f`: a rename is atomic, not durable against a crash
-of the server's machine.
+Publishing (a Publication) uploads each file as it is staged under a hidden temporary name next to its final
+path and checks the size the server reports; the commit uploads the manifest the same way and only then
+renames each file into place with OpenSSH's `posix-rename@openssh.com` (an atomic replace), manifest last.
+A failed stage removes what it wrote, reconnecting once if the connection itself was lost; a commit cut off
+by a lost connection can be called again and carries on with the renames not done yet; an abort removes
+every temporary and final name the publication wrote. Nothing is fsynced on the server (paramiko has no
+`fsync@openssh.com`), as with `sftp put` without `-f`: a rename is atomic, not durable against a crash of
+the server's machine.
 
 Speed. paramiko cannot push bytes through one SSH connection as fast as OpenSSH's own client (it spends
-its time per 32 KiB SSH packet, the most OpenSSH's server accepts), so large uploads are cut into byte
-ranges written concurrently over several connections (`connections`, default 3), each range into the same
-temporary file at its offset, with pipelined write requests of 255 KiB (OpenSSH's sftp-server drops a
-session on a 256 KiB request) and AES-GCM preferred (no separate MAC to compute). Measured on the project's
-2-core machine (shared, load 4-7) against a local OpenSSH 9.2 sshd, 200 MB, medians of five interleaved
-runs, connecting included: OpenSSH `sftp put` 107-159 MB/s; paramiko's default `put` 0.7-0.9x of that;
-this backend 0.9-1.2x on one connection and 1.0-1.3x on three; `make bench` (`sftp_upload`) 1.2-1.5x.
+its time per 32 KiB SSH packet, the most OpenSSH's server accepts), so large files are cut into byte ranges
+written concurrently over several connections (`connections`, default 3, opened at a publication's first
+large file and kept for its later ones), each range into the same temporary file at its offset, with
+pipelined write requests of 255 KiB (OpenSSH's sftp-server drops a session on a 256 KiB request) and
+AES-GCM preferred (no separate MAC to compute). Measured on the project's 2-core machine (shared, load 4-7)
+against a local OpenSSH 9.2 sshd, 200 MB, medians of five interleaved runs, connecting included: OpenSSH
+`sftp put` 107-159 MB/s; paramiko's default `put` 0.7-0.9x of that; this backend 0.9-1.2x on one
+connection and 1.0-1.3x on three; `make bench` (`sftp_upload`) 1.2-1.5x.
 Servers that only take sequential writes (some gateways to object stores) need `connections=1`.
 """
 
@@ -44,6 +47,7 @@ from exports.storage.base import (
     CommitCheck,
     ObjectNotFound,
     ObjectStat,
+    Publication,
     Storage,
     StorageError,
     key_validate,
@@ -106,8 +110,10 @@ class _SourceError(StorageError):
 
 @dataclass(frozen=True, slots=True)
 class _Upload:
-    """One object to publish: its bytes (a local file or the manifest in memory) and its two remote names."""
+    """One object to publish: its key, its bytes (a local file or the manifest in memory) and its two remote
+    names."""
 
+    key: str
     source: Path | None
     content: bytes | None
     size: int
@@ -174,62 +180,19 @@ class SftpStorage(Storage):
 
     # -- publishing ---------------------------------------------------------------------------------------
 
-    def publish(
-        self,
-        files: Sequence[tuple[Path, str]],
-        manifest: tuple[bytes, str],
-        *,
-        commit_check: CommitCheck | None = None,
-    ) -> None:
-        manifest_content, manifest_key = manifest
-        uploads = [self._upload_for(Path(source), key) for source, key in files]
-        uploads.append(self._upload_for(None, manifest_key, manifest_content))
-        finals = [upload.final for upload in uploads]
-        if len(set(finals)) != len(finals):
-            raise StorageError("publish: the same key appears twice")
-        created: list[str] = []  # temporary names that may exist on the server
-        placed: list[str] = []  # final names already renamed into place
-        workers = self.connections if sum(upload.size for upload in uploads) >= PARALLEL_MIN_BYTES else 1
-        crew = _UploadCrew(self._connect, self.host)
-        try:
-            sftp = self._attempt(self._base_dir_check)
-            # Only once the main connection got in (a wrong password must be tried once, not once per
-            # connection): the extra connections shake hands while the main one prepares the directories.
-            crew.hire(workers - 1)
-            self._directories_make(sftp, {posixpath.dirname(final) for final in finals})
-            for upload in uploads:
-                created.append(upload.temporary)
-                sftp.open(upload.temporary, "wb").close()
-            crew.run(sftp, _segments(uploads, workers))
-            for upload in uploads:
-                _size_check(sftp, upload)
-            # Every byte is on the server: only now do names appear, the manifest last.
-            self.commit_allowed(commit_check)
-            for upload in uploads:
-                sftp.posix_rename(upload.temporary, upload.final)
-                placed.append(upload.final)
-        except Exception as exc:
-            crew.dismiss()
-            error = self._error(exc, "publish")  # judged before cleanup may replace the connection
-            self._remove_quietly(created + placed)
-            if error is exc:
-                raise
-            raise error from exc
-        except BaseException:  # interrupted: still leave nothing behind
-            crew.dismiss()
-            self._remove_quietly(created + placed)
-            raise
+    def publication(self) -> Publication:
+        return _SftpPublication(self)
 
     def _upload_for(self, source: Path | None, key: str, content: bytes | None = None) -> _Upload:
         final = self._path(key)
         temporary = posixpath.join(posixpath.dirname(final), staging_name(posixpath.basename(final)))
         if source is None:
-            return _Upload(None, content or b"", len(content or b""), temporary, final)
+            return _Upload(key, None, content or b"", len(content or b""), temporary, final)
         try:
             size = source.stat().st_size
         except OSError as exc:
             raise _SourceError(f"export file {source} cannot be read: {exc.strerror or exc}") from exc
-        return _Upload(source, None, size, temporary, final)
+        return _Upload(key, source, None, size, temporary, final)
 
     def _base_dir_check(self, sftp: paramiko.SFTPClient) -> paramiko.SFTPClient:
         try:
@@ -243,17 +206,16 @@ class SftpStorage(Storage):
             raise StorageError(f"base directory {self.base_dir!r} on {self.host} is not a directory")
         return sftp
 
-    def _directories_make(self, sftp: paramiko.SFTPClient, directories: Iterable[str]) -> None:
-        """mkdir -p for each directory below the base dir (which must exist already)."""
-        known: set[str] = {self.base_dir}
-        for directory in sorted(directories):
-            relative = posixpath.relpath(directory, self.base_dir)
-            path = self.base_dir
-            for part in [] if relative == "." else relative.split("/"):
-                path = posixpath.join(path, part)
-                if path not in known:
-                    _directory_ensure(sftp, path)
-                    known.add(path)
+    def _directories_make(self, sftp: paramiko.SFTPClient, directory: str, known: set[str]) -> None:
+        """mkdir -p `directory` below the base dir (which must exist already), skipping the directories in
+        `known` and adding those found or made to it."""
+        relative = posixpath.relpath(directory, self.base_dir)
+        path = self.base_dir
+        for part in [] if relative == "." else relative.split("/"):
+            path = posixpath.join(path, part)
+            if path not in known:
+                _directory_ensure(sftp, path)
+                known.add(path)
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -332,16 +294,10 @@ class SftpStorage(Storage):
         try:
             return operation(sftp)
         except Exception as exc:
-            if not reused or not self._connection_lost(exc):
+            if not reused or not _connection_lost(self._client, exc):
                 raise
         self.close()
         return operation(self._sftp())
-
-    def _connection_lost(self, exc: BaseException) -> bool:
-        """Whether `exc` came from the connection rather than from the SFTP server's answer."""
-        if self._client is None or not _transport_active(self._client):
-            return True
-        return isinstance(exc, TimeoutError | EOFError | paramiko.SSHException | ConnectionError)
 
     def _connect(self) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
         """A new authenticated connection and its SFTP session within `connect_timeout`; StorageError
@@ -401,22 +357,19 @@ class SftpStorage(Storage):
     def _host_key_name(self) -> str:
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
-    def _remove_quietly(self, paths: list[str]) -> None:
-        """Best-effort removal after a failed publish, over a fresh connection if the old one is gone."""
-        if not paths:
-            return
+    def _quietly(self, cleanup: Callable[[paramiko.SFTPClient], None]) -> bool:
+        """Best-effort cleanup after a failed publish, over a fresh connection if the old one is gone; whether
+        it went through (failures are logged, never raised)."""
         for _try in range(2):
             try:
-                sftp = self._sftp()
-                for path in paths:
-                    with contextlib.suppress(FileNotFoundError):
-                        sftp.remove(path)
-                return
+                cleanup(self._sftp())
+                return True
             except Exception as exc:
                 logger.warning(
                     "sftp %s: could not remove unpublished files (%s)", self.host, type(exc).__name__
                 )
                 self.close()
+        return False
 
     def _path(self, key: str) -> str:
         return posixpath.join(self.base_dir, key_validate(key))
@@ -467,7 +420,7 @@ class SftpStorage(Storage):
         if isinstance(exc, StorageError):
             return exc
         subject = f"sftp {action}{f' {key!r}' if key is not None else ''} on {self.host}"
-        if self._connection_lost(exc):
+        if _connection_lost(self._client, exc):
             self.close()  # whatever state the session was in, the next call starts afresh
             return StorageError(f"{subject}: connection lost ({_describe(exc)})", retryable=True)
         if isinstance(exc, FileNotFoundError):
@@ -497,21 +450,147 @@ class SftpStorage(Storage):
         return StorageError(f"{subject} failed: {_describe(exc)}", retryable=True)
 
 
+class _SftpPublication(Publication):
+    """Stages each file under its temporary name as it comes; commit renames them into place, manifest last.
+
+    Every final name the publication may have written is tracked (`_placed`, and `_sent` for renames whose
+    answer may have been lost), so that a commit called again carries on where the last one stopped and an
+    abort takes back exactly what this publication put there."""
+
+    def __init__(self, storage: SftpStorage) -> None:
+        self._storage = storage
+        self._crew = _UploadCrew(storage._connect, storage.host)
+        self._directories: set[str] = set()  # directories known to exist on the server
+        self._staged: list[_Upload] = []  # on the server under their temporary names, in staging order
+        self._manifest: _Upload | None = None
+        self._sent: set[str] = set()  # final names a rename was sent for
+        self._placed: set[str] = set()  # final names whose rename was answered
+        self._leftovers: list[str] = []  # temporary names of failed stages that could not be removed
+        self._ended: str | None = None  # "committed" or "aborted"
+
+    def stage(self, source: Path, key: str) -> None:
+        self._open_check()
+        upload = self._storage._upload_for(Path(source), key)
+        self._unique_check(upload)
+        self._upload(upload)
+        self._staged.append(upload)
+
+    def commit(self, manifest: tuple[bytes, str], *, commit_check: CommitCheck | None = None) -> None:
+        self._open_check()
+        if self._manifest is None:
+            content, key = manifest
+            upload = self._storage._upload_for(None, key, content)
+            self._unique_check(upload)
+            self._crew.dismiss()  # every part is on the server: the extra connections are done
+            self._upload(upload)
+            self._manifest = upload
+        # Every byte is on the server: only now do names appear, the manifest last.
+        self._storage.commit_allowed(commit_check)
+        for upload in [*self._staged, self._manifest]:
+            if upload.final not in self._placed:
+                try:
+                    self._storage._attempt(functools.partial(self._rename, upload))
+                except Exception as exc:
+                    raise self._storage._error(exc, "publish", upload.key) from exc
+                self._placed.add(upload.final)
+        self._ended = "committed"
+
+    def abort(self) -> None:
+        if self._ended is not None:
+            return
+        self._ended = "aborted"
+        try:
+            self._crew.dismiss()
+            if self._staged or self._manifest or self._leftovers:
+                self._storage._quietly(self._discard)
+        except Exception:  # never raise from an abort
+            logger.exception("sftp %s: abort failed", self._storage.host)
+
+    def _open_check(self) -> None:
+        if self._ended is not None:
+            raise StorageError(f"this publication was {self._ended} already")
+
+    def _unique_check(self, upload: _Upload) -> None:
+        if any(upload.final == staged.final for staged in self._staged):
+            raise StorageError(f"publish: the key {upload.key!r} appears twice")
+
+    def _upload(self, upload: _Upload) -> None:
+        """Write one file under its temporary name and check its size; on failure remove it and raise."""
+        storage = self._storage
+        workers = storage.connections if upload.size >= PARALLEL_MIN_BYTES else 1
+        created = False  # whether the temporary name may exist on the server
+        try:
+            sftp = storage._attempt(storage._base_dir_check)
+            if workers > 1 and not self._crew.hired:
+                # Only once the main connection got in (a wrong password must be tried once, not once per
+                # connection): the extra connections shake hands while the main one prepares the file. They
+                # stay for the publication's later large files.
+                self._crew.hire(workers - 1)
+            storage._directories_make(sftp, posixpath.dirname(upload.final), self._directories)
+            created = True
+            sftp.open(upload.temporary, "wb").close()
+            self._crew.run(sftp, _segments(upload, workers))
+            _size_check(sftp, upload)
+        except Exception as exc:
+            self._crew_replace()
+            error = storage._error(exc, "publish", upload.key)  # judged before cleanup may reconnect
+            if created and not storage._quietly(functools.partial(_remove_all, paths=[upload.temporary])):
+                self._leftovers.append(upload.temporary)
+            if error is exc:
+                raise
+            raise error from exc
+        except BaseException:  # interrupted: still leave nothing behind
+            self._crew_replace()
+            if created:
+                storage._quietly(functools.partial(_remove_all, paths=[upload.temporary]))
+            raise
+
+    def _crew_replace(self) -> None:
+        """After a failed upload: the crew's connections may be gone too, a fresh one is hired when needed."""
+        self._crew.dismiss()
+        self._crew = _UploadCrew(self._storage._connect, self._storage.host)
+
+    def _rename(self, upload: _Upload, sftp: paramiko.SFTPClient) -> None:
+        retried = upload.final in self._sent
+        self._sent.add(upload.final)
+        try:
+            sftp.posix_rename(upload.temporary, upload.final)
+        except FileNotFoundError:
+            # The answer to the last try was lost with its connection: done if that try took effect.
+            if not (retried and _landed(sftp, upload)):
+                raise
+
+    def _discard(self, sftp: paramiko.SFTPClient) -> None:
+        uploads = [*self._staged, *([self._manifest] if self._manifest is not None else [])]
+        for upload in uploads:
+            if upload.final in self._placed or (upload.final in self._sent and _landed(sftp, upload)):
+                _remove_all(sftp, [upload.final])
+        _remove_all(sftp, [upload.temporary for upload in uploads] + self._leftovers)
+
+
 class _UploadCrew:
-    """The extra connections of one publish. They connect as soon as they are hired; `run` hands out the
-    segments to them and to the caller's connection alike, and returns when all are written or raises the
-    first failure (which stops the others after their current request)."""
+    """The extra connections of one publication. They connect as soon as they are hired and stay until
+    dismissed; `run` hands out one file's segments to them and to the caller's connection alike, and returns
+    when all are written or raises the first failure (which stops the others after their current request).
+    A helper whose connection was lost (a server or a NAT dropping it while idle) gives its segment back
+    and leaves: writing a range again is harmless, and the others carry on."""
 
     def __init__(
         self, connect: Callable[[], tuple[paramiko.SSHClient, paramiko.SFTPClient]], host: str
     ) -> None:
         self._connect = connect
         self._host = host
+        self._changed = threading.Condition()  # guards everything below but the threads
         self._queue: deque[_Segment] = deque()
-        self._go = threading.Event()  # set once the segments are queued, or to dismiss the crew
-        self._stop = threading.Event()
+        self._busy = 0  # segments being written
+        self._stop = threading.Event()  # set when a run failed or ended: nobody takes more segments
         self._failures: list[BaseException] = []
+        self._dismissed = False
         self._threads: list[threading.Thread] = []
+
+    @property
+    def hired(self) -> bool:
+        return bool(self._threads)
 
     def hire(self, helpers: int) -> None:
         """Start `helpers` threads, each opening its own connection right away."""
@@ -521,24 +600,44 @@ class _UploadCrew:
             self._threads.append(thread)
 
     def run(self, sftp: paramiko.SFTPClient, segments: list[_Segment]) -> None:
-        self._queue.extend(segments)
-        self._go.set()
+        with self._changed:
+            self._failures.clear()
+            self._stop.clear()
+            self._queue.extend(segments)
+            self._changed.notify_all()
         try:
-            self._work(sftp)
+            while (segment := self._take()) is not None:
+                self._write(sftp, segment, None)
         finally:
-            self._join()
+            with self._changed:
+                self._stop.set()
+                self._queue.clear()
+                while self._busy:  # nobody writes into the file once the caller goes on (or removes it)
+                    self._changed.wait()
         if self._failures:
             raise self._failures[0]
 
     def dismiss(self) -> None:
-        """Stop and wait for the helpers (idempotent); used when the publish fails before or during `run`."""
-        self._stop.set()
-        self._go.set()
-        self._join()
-
-    def _join(self) -> None:
+        """Stop and wait for the helpers (idempotent)."""
+        with self._changed:
+            self._dismissed = True
+            self._stop.set()
+            self._changed.notify_all()
         for thread in self._threads:
             thread.join()
+
+    def _take(self) -> _Segment | None:
+        """The caller's next segment, waiting while a helper may still give one back; None once the run is
+        over (every segment written, or a failure)."""
+        with self._changed:
+            while not self._stop.is_set():
+                if self._queue:
+                    self._busy += 1
+                    return self._queue.popleft()
+                if not self._busy:
+                    return None
+                self._changed.wait()
+            return None
 
     def _help(self) -> None:
         try:
@@ -548,22 +647,38 @@ class _UploadCrew:
             logger.warning("sftp %s: no extra upload connection (%s)", self._host, type(exc).__name__)
             return
         try:
-            self._go.wait()
-            self._work(sftp)
+            while True:
+                with self._changed:
+                    while not self._dismissed and (self._stop.is_set() or not self._queue):
+                        self._changed.wait()
+                    if self._dismissed:
+                        return
+                    self._busy += 1
+                    segment = self._queue.popleft()
+                if not self._write(sftp, segment, client):
+                    logger.warning("sftp %s: an extra upload connection was lost", self._host)
+                    return
         finally:
             client.close()
 
-    def _work(self, sftp: paramiko.SFTPClient) -> None:
+    def _write(self, sftp: paramiko.SFTPClient, segment: _Segment, helper: paramiko.SSHClient | None) -> bool:
+        """Write a segment taken from the queue; False when a helper's connection was lost."""
         try:
-            while not self._stop.is_set():
-                try:
-                    segment = self._queue.popleft()
-                except IndexError:
-                    return
-                _segment_write(sftp, segment, self._stop)
+            _segment_write(sftp, segment, self._stop)
+            return True
         except BaseException as exc:
-            self._failures.append(exc)
-            self._stop.set()
+            lost = helper is not None and _connection_lost(helper, exc)
+            with self._changed:
+                if lost:
+                    self._queue.appendleft(segment)
+                else:
+                    self._failures.append(exc)
+                    self._stop.set()
+            return not lost
+        finally:
+            with self._changed:
+                self._busy -= 1
+                self._changed.notify_all()
 
 
 class _RangeReader(io.RawIOBase):
@@ -689,19 +804,15 @@ def private_key_load(text: str, passphrase: str | None = None) -> paramiko.PKey:
     )
 
 
-def _segments(uploads: list[_Upload], workers: int) -> list[_Segment]:
-    """Every upload's bytes cut into ranges: one per file on one connection, several per large file on more,
-    about four per connection so that one slow connection does not hold up the end."""
+def _segments(upload: _Upload, workers: int) -> list[_Segment]:
+    """A file's bytes cut into ranges: one on one connection; on more, about four per connection so that one
+    slow connection does not hold up the end."""
     if workers == 1:
-        return [_Segment(upload, 0, upload.size) for upload in uploads if upload.size]
-    total = sum(upload.size for upload in uploads)
-    target = max(SEGMENT_MIN_BYTES, -(-total // (workers * 4)))
-    segments: list[_Segment] = []
-    for upload in uploads:
-        count = max(1, round(upload.size / target))
-        bounds = [upload.size * n // count for n in range(count + 1)]
-        segments.extend(_Segment(upload, a, b) for a, b in itertools.pairwise(bounds) if b > a)
-    return segments
+        return [_Segment(upload, 0, upload.size)] if upload.size else []
+    target = max(SEGMENT_MIN_BYTES, -(-upload.size // (workers * 4)))
+    count = max(1, round(upload.size / target))
+    bounds = [upload.size * n // count for n in range(count + 1)]
+    return [_Segment(upload, a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _segment_write(sftp: paramiko.SFTPClient, segment: _Segment, stop: threading.Event) -> None:
@@ -782,9 +893,36 @@ def _remove(sftp: paramiko.SFTPClient, path: str) -> None:
     sftp.remove(path)
 
 
+def _remove_all(sftp: paramiko.SFTPClient, paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(path)
+
+
+def _landed(sftp: paramiko.SFTPClient, upload: _Upload) -> bool:
+    """Whether a rename of `upload` whose answer was lost took effect: its temporary name is gone and its
+    final name holds a file of its size."""
+    try:
+        sftp.stat(upload.temporary)
+        return False
+    except FileNotFoundError:
+        pass
+    try:
+        return sftp.stat(upload.final).st_size == upload.size
+    except FileNotFoundError:
+        return False
+
+
 def _preferred_first(available: Sequence[str], preferred: Sequence[str]) -> tuple[str, ...]:
     first = [name for name in preferred if name in available]
     return tuple(first + [name for name in available if name not in first])
+
+
+def _connection_lost(client: paramiko.SSHClient | None, exc: BaseException) -> bool:
+    """Whether `exc` came from the connection rather than from the SFTP server's answer."""
+    if client is None or not _transport_active(client):
+        return True
+    return isinstance(exc, TimeoutError | EOFError | paramiko.SSHException | ConnectionError)
 
 
 def _transport_active(client: paramiko.SSHClient) -> bool:

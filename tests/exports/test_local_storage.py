@@ -231,3 +231,78 @@ def test_a_refused_commit_check_publishes_nothing(storage, sources):
         list(zip(sources, PART_KEYS, strict=True)), (b"{}", MANIFEST_KEY), commit_check=lambda: True
     )
     assert files_under(storage.root) == sorted([*PART_KEYS, MANIFEST_KEY])
+
+
+# --- the publication: files staged one at a time while the export runs --------------------------------
+
+
+def test_staged_files_are_hidden_until_commit_and_survive_their_source(storage, sources):
+    with storage.publication() as publication:
+        for source, key in zip(sources, PART_KEYS, strict=True):
+            publication.stage(source, key)
+            source.unlink()  # the runner deletes each part once it is staged
+        assert all(name.endswith(".partial") for name in files_under(storage.root))
+        assert not any((storage.root / key).exists() for key in PART_KEYS)
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert files_under(storage.root) == sorted([*PART_KEYS, MANIFEST_KEY])
+    assert (storage.root / PART_KEYS[2]).read_bytes() == bytes([2]) * 1002 + b"end"
+
+
+def test_leaving_the_block_without_commit_removes_every_staged_file(storage, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        publication.stage(sources[1], PART_KEYS[1])
+    publication.abort()  # a second abort is harmless
+    assert files_under(storage.root) == []
+
+
+def test_a_refused_commit_check_places_nothing(storage, sources):
+    from exports.storage.base import PublishFenced
+
+    with pytest.raises(PublishFenced), storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        publication.commit((b"{}", MANIFEST_KEY), commit_check=lambda: False)
+    assert files_under(storage.root) == []
+
+
+def test_a_key_staged_twice_is_refused_and_the_rest_still_commits(storage, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        with pytest.raises(StorageError, match="twice") as refused:
+            publication.stage(sources[1], PART_KEYS[0])
+        assert not refused.value.retryable
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert files_under(storage.root) == sorted([PART_KEYS[0], MANIFEST_KEY])
+
+
+def test_a_failed_stage_leaves_nothing_of_it_and_can_be_tried_again(storage, sources, tmp_path):
+    missing = tmp_path / "work" / ".gone.tmp"
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        with pytest.raises(StorageError):
+            publication.stage(missing, PART_KEYS[1])
+        assert len(files_under(storage.root)) == 1
+        publication.stage(sources[1], PART_KEYS[1])
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert files_under(storage.root) == sorted([*PART_KEYS[:2], MANIFEST_KEY])
+
+
+def test_a_commit_interrupted_midway_carries_on_when_called_again(storage, sources, monkeypatch):
+    real_replace, calls = os.replace, []
+
+    def flaky_replace(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        real_replace(source, target)
+
+    with storage.publication() as publication:
+        for source, key in zip(sources, PART_KEYS, strict=True):
+            publication.stage(source, key)
+        monkeypatch.setattr(os, "replace", flaky_replace)
+        with pytest.raises(StorageError) as failed:
+            publication.commit((b"{}", MANIFEST_KEY))
+        assert failed.value.retryable
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert files_under(storage.root) == sorted([*PART_KEYS, MANIFEST_KEY])
+    assert len(calls) == 5  # 3 parts + manifest, the failed rename tried twice

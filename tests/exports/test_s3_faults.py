@@ -108,33 +108,40 @@ def assert_nothing_left(moto: MotoServer, bucket: str) -> None:
     assert moto.uploads(bucket) == []
 
 
-def test_a_missing_source_file_fails_before_any_request(moto, bucket, storage, files):
-    sent = Hook(storage, "*", lambda number, request: None)
+def test_a_missing_source_file_fails_before_any_request_for_it(moto, bucket, storage, files):
+    sent: list[str] = []
+    Hook(storage, "*", lambda number, request: sent.append(request.url))
     missing = files[1][0].with_name("gone.part")
     with pytest.raises(StorageError, match="no such local file") as caught:
         storage.publish([files[0], (missing, SMALL_KEY)], MANIFEST)
     assert not caught.value.retryable
-    assert sent.calls == 0
+    # The first file went up (staged, then aborted); nothing was ever sent for the missing one.
+    assert any(BIG_KEY in url for url in sent)
+    assert not any(SMALL_KEY in url or MANIFEST_KEY in url for url in sent)
     assert_nothing_left(moto, bucket)
 
 
-def test_a_part_upload_that_fails_aborts_every_upload(moto, bucket, storage, files):
+# Parts are sent in staging order: the big file's 1-3, the small file's 4, the manifest's 5 (in commit).
+@pytest.mark.parametrize(
+    "failing_part, open_at_failure",
+    [(2, [BIG_KEY]), (4, [BIG_KEY, SMALL_KEY]), (5, [BIG_KEY, SMALL_KEY, MANIFEST_KEY])],
+)
+def test_a_part_upload_that_fails_aborts_every_upload(
+    moto, bucket, storage, files, failing_part, open_at_failure
+):
     open_uploads_at_failure: list[list[str]] = []
 
-    def third_part_fails(number: int, request: Any) -> None:
-        if number >= 3:
+    def part_fails(number: int, request: Any) -> None:
+        if number == failing_part:
             open_uploads_at_failure.append(moto.uploads(bucket))
             connection_drops(request)
 
-    hook = Hook(storage, "UploadPart", third_part_fails)
+    Hook(storage, "UploadPart", part_fails)
     with pytest.raises(StorageError) as caught:
         storage.publish(files, MANIFEST)
     assert caught.value.retryable  # a dropped connection may well work next time
-    assert hook.calls >= 3
-    # Every file was an open upload when the part failed (so there was something to abort) ...
-    assert open_uploads_at_failure[0] == sorted(
-        f"{PREFIX}/{key}" for key in (BIG_KEY, SMALL_KEY, MANIFEST_KEY)
-    )
+    # Every file staged so far was an open upload when the part failed (so there was something to abort) ...
+    assert open_uploads_at_failure == [sorted(f"{PREFIX}/{key}" for key in open_at_failure)]
     # ... and nothing of it is left.
     assert_nothing_left(moto, bucket)
 
@@ -235,8 +242,9 @@ def test_a_part_damaged_in_transit_fails_the_checksum_and_is_taken_back(moto, bu
 
 
 def test_uploads_whose_abort_fails_are_removed_by_the_sweep(moto, bucket, storage, files):
+    # Part 5 is the manifest's: both files are staged and the manifest's upload is open when it fails.
     parts = Hook(
-        storage, "UploadPart", lambda number, request: connection_drops(request) if number >= 2 else None
+        storage, "UploadPart", lambda number, request: connection_drops(request) if number >= 5 else None
     )
     aborts = Hook(storage, "AbortMultipartUpload", lambda number, request: connection_drops(request))
     with pytest.raises(StorageError):
@@ -251,6 +259,151 @@ def test_uploads_whose_abort_fails_are_removed_by_the_sweep(moto, bucket, storag
     assert_nothing_left(moto, bucket)
     storage.publish(files, MANIFEST)  # and the storage works again once the faults are gone
     assert len(moto.keys(bucket)) == 3
+
+
+def assert_published(moto: MotoServer, bucket: str, files: list[tuple[Path, str]]) -> None:
+    """Exactly the files and the manifest are published, with their bytes, and no upload is left open."""
+    client = moto.client()
+    expected = {key: path.read_bytes() for path, key in files} | {MANIFEST[1]: MANIFEST[0]}
+    assert moto.keys(bucket) == sorted(f"{PREFIX}/{key}" for key in expected)
+    for key, content in expected.items():
+        assert client.get_object(Bucket=bucket, Key=f"{PREFIX}/{key}")["Body"].read() == content, key
+    assert moto.uploads(bucket) == []
+
+
+# -- the Publication itself: a stage or a commit that failed, tried again --------------------------------
+
+
+def test_a_failed_stage_leaves_the_earlier_ones_staged_and_can_be_tried_again(moto, bucket, storage, files):
+    with storage.publication() as publication:
+        publication.stage(*files[0])
+        parts = Hook(storage, "UploadPart", lambda number, request: connection_drops(request))
+        with pytest.raises(StorageError) as caught:
+            publication.stage(*files[1])
+        assert caught.value.retryable
+        assert moto.uploads(bucket) == [f"{PREFIX}/{BIG_KEY}"]  # the failed file's upload was aborted
+        parts.remove()
+        publication.stage(*files[1])
+        assert moto.keys(bucket) == []
+        publication.commit(MANIFEST)
+    assert_published(moto, bucket, files)
+
+
+def test_a_commit_whose_manifest_failed_to_stage_can_be_tried_again(moto, bucket, storage, files):
+    with storage.publication() as publication:
+        for source, key in files:
+            publication.stage(source, key)
+        parts = Hook(storage, "UploadPart", lambda number, request: connection_drops(request))
+        with pytest.raises(StorageError) as caught:
+            publication.commit(MANIFEST)
+        assert caught.value.retryable
+        assert moto.keys(bucket) == []
+        assert moto.uploads(bucket) == sorted(f"{PREFIX}/{key}" for key in (BIG_KEY, SMALL_KEY))
+        parts.remove()
+        publication.commit(MANIFEST)
+    assert_published(moto, bucket, files)
+
+
+def no_such_upload(request: Any) -> AWSResponse:
+    """S3's answer to completing an upload it no longer knows (completed a while ago, or aborted)."""
+    body = b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>"
+    return AWSResponse(request.url, 404, {"Content-Type": "application/xml"}, _Raw(body))
+
+
+def answer_lost(number: int, _: Any) -> None:
+    """After-call: the second completion reached the server, which completed it; the worker never hears."""
+    if number == 2:
+        raise ConnectionClosedError(endpoint_url="http://s3.invalid")
+
+
+@pytest.mark.parametrize("verify_checksums", [True, False])
+@pytest.mark.parametrize("lost", ["request", "answer", "answer, then the upload is forgotten"])
+def test_a_commit_tried_again_after_a_failed_completion_publishes_every_object_once(
+    moto, bucket, files, lost, verify_checksums
+):
+    storage = make_storage(moto, bucket, verify_checksums=verify_checksums)
+    sent: list[str] = []  # the completions that reached the server
+
+    def completion(number: int, request: Any) -> AWSResponse | None:
+        if lost == "request" and number == 2:
+            connection_drops(request)  # before the server sees the second completion
+        if lost == "answer, then the upload is forgotten" and number == 3:
+            # moto completes a completed upload again, as S3 does for a while; later S3 says NoSuchUpload.
+            return no_such_upload(request)
+        sent.append(request.url)
+        return None
+
+    Hook(storage, "CompleteMultipartUpload", completion)
+    if lost != "request":
+        Hook(storage, "CompleteMultipartUpload", answer_lost, event="after-call")
+    with storage.publication() as publication:
+        for source, key in files:
+            publication.stage(source, key)
+        with pytest.raises(StorageError) as caught:
+            publication.commit(MANIFEST)
+        assert caught.value.retryable
+        placed = [BIG_KEY] if lost == "request" else [BIG_KEY, SMALL_KEY]
+        assert moto.keys(bucket) == sorted(f"{PREFIX}/{key}" for key in placed)
+        publication.commit(MANIFEST)
+        publication.commit(MANIFEST)  # once committed, a no-op
+    assert_published(moto, bucket, files)
+    # The first file's completion is not sent again; the second one's only where moto can complete it again.
+    assert sum(BIG_KEY in url for url in sent) == 1
+    assert sum(SMALL_KEY in url for url in sent) == (2 if lost == "answer" else 1)
+    assert sum(MANIFEST_KEY in url for url in sent) == 1
+
+
+@pytest.mark.parametrize("verify_checksums", [True, False])
+@pytest.mark.parametrize("under_the_key", ["nothing", "other bytes"])
+def test_a_commit_whose_upload_vanished_cannot_carry_on(moto, bucket, files, under_the_key, verify_checksums):
+    storage = make_storage(moto, bucket, verify_checksums=verify_checksums)
+    Hook(storage, "CompleteMultipartUpload", answer_lost, event="after-call")
+    forgotten = Hook(
+        storage, "CompleteMultipartUpload", lambda n, request: no_such_upload(request) if n > 2 else None
+    )
+    with storage.publication() as publication:
+        for source, key in files:
+            publication.stage(source, key)
+        with pytest.raises(StorageError):
+            publication.commit(MANIFEST)
+        # The completed object is removed or replaced by someone else: the key does not hold what was staged.
+        if under_the_key == "nothing":
+            moto.client().delete_object(Bucket=bucket, Key=f"{PREFIX}/{SMALL_KEY}")
+        else:
+            moto.client().put_object(Bucket=bucket, Key=f"{PREFIX}/{SMALL_KEY}", Body=b"someone else's")
+        for _ in range(2):
+            with pytest.raises(StorageError, match="upload is gone") as caught:
+                publication.commit(MANIFEST)
+            assert caught.value.retryable  # a new publication may succeed
+        assert forgotten.calls == 2 + 1  # tried once, then refused without asking the server again
+    assert moto.uploads(bucket) == []
+    if under_the_key == "nothing":
+        assert moto.keys(bucket) == []
+    else:  # the abort takes back what it placed, never an object that is not its own
+        assert moto.keys(bucket) == [f"{PREFIX}/{SMALL_KEY}"]
+        body = moto.client().get_object(Bucket=bucket, Key=f"{PREFIX}/{SMALL_KEY}")["Body"].read()
+        assert body == b"someone else's"
+
+
+def test_a_commit_that_found_a_damaged_object_cannot_carry_on(moto, bucket, storage, files):
+    def flip_a_byte(number: int, request: Any) -> None:
+        if "partNumber=2" in request.url:
+            body = bytearray(request.body.read())
+            request.body.seek(0)
+            body[len(body) // 2] ^= 0xFF
+            request.body = bytes(body)
+
+    Hook(storage, "UploadPart", flip_a_byte)
+    with storage.publication() as publication:
+        for source, key in files:
+            publication.stage(source, key)
+        with pytest.raises(StorageError, match="other bytes than were uploaded"):
+            publication.commit(MANIFEST)
+        with pytest.raises(StorageError, match="other bytes than were uploaded") as caught:
+            publication.commit(MANIFEST)  # the staged bytes are spent: it never publishes the damaged object
+        assert caught.value.retryable
+        assert moto.keys(bucket) == [f"{PREFIX}/{BIG_KEY}"]  # until abort takes it back
+    assert_nothing_left(moto, bucket)
 
 
 class _Raw:

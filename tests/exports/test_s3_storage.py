@@ -147,7 +147,7 @@ def test_an_empty_file_is_published(moto, bucket, storage, tmp_path):
     assert moto.uploads(bucket) == []
 
 
-def test_the_same_key_twice_is_refused_before_anything_is_sent(moto, bucket, storage, sources):
+def test_the_same_key_twice_is_refused_and_nothing_is_left(moto, bucket, storage, sources):
     with pytest.raises(StorageError, match="twice"):
         storage.publish([(sources[0], PART_KEYS[0]), (sources[1], PART_KEYS[0])], (b"{}", MANIFEST_KEY))
     assert moto.keys(bucket) == []
@@ -440,3 +440,92 @@ def test_a_refused_commit_check_publishes_nothing(moto, bucket, storage, sources
             commit_check=lambda: False,
         )
     assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+
+
+# -- the Publication: staged one file at a time, placed all at once ---------------------------------------
+
+
+def test_staged_files_are_invisible_until_commit(moto, bucket, storage, sources):
+    manifest = manifest_for(sources)
+    with storage.publication() as publication:
+        for source, key in zip(sources, PART_KEYS, strict=True):
+            publication.stage(source, key)
+        assert moto.keys(bucket) == []
+        assert moto.uploads(bucket) == sorted(f"{PREFIX}/{key}" for key in PART_KEYS)
+        publication.commit((manifest, MANIFEST_KEY))
+        assert moto.keys(bucket) == sorted(f"{PREFIX}/{key}" for key in [*PART_KEYS, MANIFEST_KEY])
+        assert moto.uploads(bucket) == []
+    # Leaving the block after the commit keeps everything.
+    assert len(moto.keys(bucket)) == 3
+    assert _read(storage, MANIFEST_KEY) == manifest
+
+
+def test_a_source_deleted_once_staged_is_still_published(moto, bucket, storage, sources):
+    contents = [source.read_bytes() for source in sources]
+    with storage.publication() as publication:
+        for source, key in zip(sources, PART_KEYS, strict=True):
+            publication.stage(source, key)
+            source.unlink()  # the runner removes each part as soon as it is staged
+        publication.commit((b"{}", MANIFEST_KEY))
+    for content, key in zip(contents, PART_KEYS, strict=True):
+        assert _read(storage, key) == content
+    assert storage.stat(PART_KEYS[0]).etag.endswith("-3")  # still the three-part upload
+
+
+def test_abort_after_two_stages_leaves_nothing(moto, bucket, storage, sources):
+    publication = storage.publication()
+    for source, key in zip(sources, PART_KEYS, strict=True):
+        publication.stage(source, key)
+    assert len(moto.uploads(bucket)) == 2
+    publication.abort()
+    assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+    publication.abort()  # idempotent
+    with pytest.raises(StorageError):
+        publication.stage(sources[1], PART_KEYS[1])
+    with pytest.raises(StorageError):
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+
+
+def test_leaving_the_block_without_a_commit_aborts(moto, bucket, storage, sources):
+    with pytest.raises(RuntimeError), storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        raise RuntimeError("the export failed while producing the next part")
+    assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+
+
+def test_a_commit_refused_by_the_commit_check_leaves_nothing(moto, bucket, storage, sources):
+    from exports.storage.base import PublishFenced
+
+    checks: list[int] = []
+
+    def lease_lost() -> bool:
+        checks.append(len(moto.uploads(bucket)))
+        return False
+
+    with storage.publication() as publication:
+        for source, key in zip(sources, PART_KEYS, strict=True):
+            publication.stage(source, key)
+        with pytest.raises(PublishFenced) as caught:
+            publication.commit((manifest_for(sources), MANIFEST_KEY), commit_check=lease_lost)
+        assert not caught.value.retryable
+        assert checks == [3]  # asked once everything, the manifest too, was staged
+        assert moto.keys(bucket) == []  # nothing placed
+        with pytest.raises(StorageError):  # only abort is left
+            publication.commit((manifest_for(sources), MANIFEST_KEY))
+        assert moto.keys(bucket) == []
+    assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+
+
+def test_a_key_staged_twice_is_refused_and_the_publication_goes_on(moto, bucket, storage, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        with pytest.raises(StorageError, match="twice") as caught:
+            publication.stage(sources[1], PART_KEYS[0])
+        assert not caught.value.retryable
+        with pytest.raises(StorageError, match="twice"):
+            publication.commit((b"{}", PART_KEYS[0]))  # the manifest under a staged key
+        assert moto.uploads(bucket) == [f"{PREFIX}/{PART_KEYS[0]}"]  # nothing sent for either
+        publication.commit((b"{}", MANIFEST_KEY))
+    assert _read(storage, PART_KEYS[0]) == sources[0].read_bytes()
+    assert moto.keys(bucket) == sorted(f"{PREFIX}/{key}" for key in (PART_KEYS[0], MANIFEST_KEY))

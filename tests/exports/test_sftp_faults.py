@@ -1,5 +1,6 @@
-"""SFTP storage when the connection fails mid-transfer: a killed or frozen server session makes publish fail
-with a retryable error, nothing ever appears under a final name half-written, and a retry publishes it all."""
+"""SFTP storage when the connection fails mid-transfer: a killed or frozen server session makes publish (or one
+stage of a publication) fail with a retryable error, nothing ever appears under a final name half-written,
+a retry publishes it all, and a commit cut off half-way carries on when called again."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from exports.storage import StorageError
+from exports.storage import sftp as sftp_module
 from exports.storage.sftp import READ_WINDOW_SIZE, SftpStorage
 from tests.sshd import SshdServer, sshd_server
 
@@ -111,19 +114,33 @@ def publish_with_fault(
 ) -> tuple[Exception | None, Watcher]:
     """Publish in a thread while a watcher polls the server's directory, and inject `fault` once a temporary
     file holds UNDER_WAY bytes. Returns what publish raised (None when it succeeded) and the watcher."""
+    return with_fault(
+        lambda: storage.publish([(path, key) for key, path in sources.items()], (MANIFEST, MANIFEST_KEY)),
+        base,
+        sources,
+        fault,
+    )
+
+
+def with_fault(
+    action: Callable[[], object], base: Path, sources: dict[str, Path], fault: Callable[[], object]
+) -> tuple[Exception | None, Watcher]:
+    """Run `action` in a thread while a watcher polls the server's directory, and inject `fault` once a
+    temporary file holds UNDER_WAY bytes. Returns what `action` raised (None when it succeeded) and the
+    watcher."""
     watcher = Watcher(base / PREFIX, expected_sizes(sources))
     outcome: list[Exception | None] = []
 
-    def publish() -> None:
+    def run() -> None:
         try:
-            storage.publish([(path, key) for key, path in sources.items()], (MANIFEST, MANIFEST_KEY))
+            action()
         except Exception as exc:
             outcome.append(exc)
         else:
             outcome.append(None)
 
     watcher.start()
-    thread = threading.Thread(target=publish, daemon=True)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     injected = False
     try:
@@ -136,7 +153,7 @@ def publish_with_fault(
         thread.join(timeout=600)
     finally:
         watcher.finish()
-    assert not thread.is_alive(), "publish did not return"
+    assert not thread.is_alive(), "the upload did not return"
     assert injected, "the upload ended before the fault could be injected"
     return outcome[0], watcher
 
@@ -217,3 +234,97 @@ def test_a_server_that_never_starts_the_sftp_session_times_out(sshd):
         storage.test_connection()
     assert caught.value.retryable
     assert "timed out" in str(caught.value)
+
+
+# -- the publication: one file at a time ------------------------------------------------------------------
+
+
+def test_a_stage_cut_off_by_a_killed_connection_keeps_the_earlier_one_and_can_be_retried(sshd, base, sources):
+    storage = SftpStorage(**sshd.config(base_dir=str(base)))
+    with storage.publication() as publication:
+        publication.stage(sources[SMALL_KEY], SMALL_KEY)
+        [staged] = os.listdir(base / PREFIX)
+        killed: list[int] = []
+        error, watcher = with_fault(
+            lambda: publication.stage(sources[BIG_KEY], BIG_KEY),
+            base,
+            sources,
+            lambda: killed.append(sshd.kill_sessions()),
+        )
+        assert killed and killed[0] > 0
+        assert isinstance(error, StorageError), error
+        assert error.retryable
+        assert watcher.finals_seen == {}
+        # The big file's temporary is gone, the small one's still holds every byte.
+        assert os.listdir(base / PREFIX) == [staged]
+        assert _digest(base / PREFIX / staged) == _digest(sources[SMALL_KEY])
+        publication.stage(sources[BIG_KEY], BIG_KEY)
+        publication.commit((MANIFEST, MANIFEST_KEY))
+    storage.close()
+    assert sorted(os.listdir(base / PREFIX)) == sorted(key.split("/")[-1] for key in expected_sizes(sources))
+    for key, path in sources.items():
+        assert _digest(base / key) == _digest(path)
+    assert (base / MANIFEST_KEY).read_bytes() == MANIFEST
+
+
+def test_extra_connections_lost_between_stages_leave_their_work_to_the_others(
+    sshd, base, tmp_path, monkeypatch
+):
+    # A server or a NAT may drop the kept connections while the next part is produced.
+    monkeypatch.setattr(sftp_module, "PARALLEL_MIN_BYTES", 1024 * 1024)
+    monkeypatch.setattr(sftp_module, "SEGMENT_MIN_BYTES", 512 * 1024)
+    parts = {key: tmp_path / f"part{index}" for index, key in enumerate((BIG_KEY, SMALL_KEY))}
+    for path in parts.values():
+        path.write_bytes(os.urandom(4 * 1024 * 1024 + 7))
+    storage = SftpStorage(**sshd.config(base_dir=str(base)))
+    with storage.publication() as publication:
+        publication.stage(parts[BIG_KEY], BIG_KEY)
+        assert sshd.kill_sessions() > 0  # every connection, the main one too
+        publication.stage(parts[SMALL_KEY], SMALL_KEY)
+        publication.commit((MANIFEST, MANIFEST_KEY))
+    storage.close()
+    for key, path in parts.items():
+        assert _digest(base / key) == _digest(path)
+    assert not [name for name in os.listdir(base / PREFIX) if name.endswith(".partial")]
+
+
+def test_a_commit_cut_off_by_a_killed_connection_can_be_called_again(sshd, base, tmp_path, monkeypatch):
+    keys = [f"{PREFIX}/part{index}.csv.gz" for index in range(3)]
+    parts = {key: tmp_path / f"part{index}" for index, key in enumerate(keys)}
+    for path in parts.values():
+        path.write_bytes(os.urandom(SMALL_SIZE))
+    # The second rename is carried out by the server, then every session is killed before the client hears
+    # back from it (a request on the dead connection raises what a lost answer raises), and the one retry
+    # on a new connection dies too: commit fails with a rename done that it could not see.
+    real_rename = paramiko.SFTPClient.posix_rename
+    renamed: list[str] = []
+
+    def rename_with_faults(sftp: paramiko.SFTPClient, oldpath: str, newpath: str) -> None:
+        renamed.append(newpath)
+        if len(renamed) == 3:
+            sshd.kill_sessions()
+        real_rename(sftp, oldpath, newpath)
+        if len(renamed) == 2:
+            sshd.kill_sessions()
+            sftp.stat(newpath)
+
+    monkeypatch.setattr(paramiko.SFTPClient, "posix_rename", rename_with_faults)
+    storage = SftpStorage(**sshd.config(base_dir=str(base)))
+    with storage.publication() as publication:
+        for key, path in parts.items():
+            publication.stage(path, key)
+        with pytest.raises(StorageError) as caught:
+            publication.commit((MANIFEST, MANIFEST_KEY))
+        assert caught.value.retryable
+        assert len(renamed) == 3
+        listed = os.listdir(base / PREFIX)
+        published = sorted(name for name in listed if not name.endswith(".partial"))
+        assert published == sorted(key.split("/")[-1] for key in keys[:2])  # no manifest yet
+        assert len(listed) == 4  # the third part and the manifest wait under their temporary names
+        publication.commit((MANIFEST, MANIFEST_KEY))
+    storage.close()
+    assert sorted(os.listdir(base / PREFIX)) == sorted(key.split("/")[-1] for key in [*keys, MANIFEST_KEY])
+    for key, path in parts.items():
+        assert (base / key).read_bytes() == path.read_bytes()
+    assert (base / MANIFEST_KEY).read_bytes() == MANIFEST
+    assert renamed.count(str(base / keys[1])) == 3  # sent, retried, and found done by the second commit

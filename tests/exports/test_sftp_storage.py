@@ -1,5 +1,5 @@
-"""SFTP storage against a real OpenSSH server: all-or-nothing publish with posix-rename, ranged reads, a chrooted
-customer, key and password authentication, and the host key pin."""
+"""SFTP storage against a real OpenSSH server: all-or-nothing publish with posix-rename (whole or a file at a
+time), ranged reads, a chrooted customer, key and password authentication, and the host key pin."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from exports.storage import ObjectNotFound, StorageError, storage_for
 from exports.storage import sftp as sftp_module
+from exports.storage.base import PublishFenced
 from exports.storage.sftp import SftpStorage, host_key_parse
 from tests.servers import free_port
 from tests.sshd import SshdServer, keypair, sshd_server
@@ -476,10 +478,103 @@ def test_the_registry_builds_sftp_storage(sshd, base):
 
 
 def test_a_refused_commit_check_publishes_nothing(storage, base, sources):
-    from exports.storage.base import PublishFenced
-
     with pytest.raises(PublishFenced):
         storage.publish(
             list(zip(sources, PART_KEYS, strict=True)), (MANIFEST, MANIFEST_KEY), commit_check=lambda: False
         )
     assert files_under(base) == []  # staged files removed too
+
+
+# -- the publication: one file at a time ------------------------------------------------------------------
+
+
+def partials(root: Path) -> list[str]:
+    return [name for name in files_under(root) if name.endswith(".partial")]
+
+
+def upload_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name.startswith("sftp-upload-")]
+
+
+def test_staged_files_stay_hidden_until_commit(storage, base, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        publication.stage(sources[2], PART_KEYS[2])  # an empty file
+        assert len(files_under(base)) == len(partials(base)) == 2
+        assert not storage.exists(PART_KEYS[0]) and not storage.exists(PART_KEYS[2])
+        publication.commit((MANIFEST, MANIFEST_KEY))
+    assert files_under(base) == sorted([PART_KEYS[0], PART_KEYS[2], MANIFEST_KEY])
+    assert (base / PART_KEYS[0]).read_bytes() == sources[0].read_bytes()
+    assert (base / PART_KEYS[2]).read_bytes() == b""
+    assert (base / MANIFEST_KEY).read_bytes() == MANIFEST
+
+
+def test_a_source_may_be_deleted_once_staged(storage, base, sources):
+    content = sources[0].read_bytes()
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        sources[0].unlink()
+        publication.commit((MANIFEST, MANIFEST_KEY))
+    assert (base / PART_KEYS[0]).read_bytes() == content
+
+
+def test_the_extra_connections_serve_every_large_file_of_a_publication(
+    sshd, storage, base, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(sftp_module, "PARALLEL_MIN_BYTES", 1024 * 1024)
+    monkeypatch.setattr(sftp_module, "SEGMENT_MIN_BYTES", 512 * 1024)
+    bigs = [tmp_path / "big0", tmp_path / "big1"]
+    for big in bigs:
+        big.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
+    logins = accepted_logins(sshd)
+    with storage.publication() as publication:
+        publication.stage(bigs[0], PART_KEYS[0])
+        publication.stage(bigs[1], PART_KEYS[1])
+        assert len(upload_threads()) == storage.connections - 1
+        publication.commit((MANIFEST, MANIFEST_KEY))
+        assert upload_threads() == []  # dismissed at commit
+    assert accepted_logins(sshd) - logins == storage.connections == 3  # hired once, not once per file
+    for big, key in zip(bigs, PART_KEYS, strict=False):
+        assert (base / key).read_bytes() == big.read_bytes()
+
+
+def test_abort_after_two_stages_leaves_nothing(sshd, storage, base, sources, tmp_path, monkeypatch):
+    monkeypatch.setattr(sftp_module, "PARALLEL_MIN_BYTES", 1024 * 1024)
+    monkeypatch.setattr(sftp_module, "SEGMENT_MIN_BYTES", 512 * 1024)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(4 * 1024 * 1024 + 3))
+    logins = accepted_logins(sshd)
+    publication = storage.publication()
+    publication.stage(big, PART_KEYS[0])
+    publication.stage(sources[1], PART_KEYS[1])
+    assert len(upload_threads()) == storage.connections - 1  # kept for later large files
+    assert len(partials(base)) == 2
+    publication.abort()
+    assert files_under(base) == []
+    assert upload_threads() == []
+    assert accepted_logins(sshd) - logins == storage.connections == 3
+    publication.abort()  # idempotent
+    with pytest.raises(StorageError):
+        publication.stage(sources[0], PART_KEYS[2])  # over: nothing more is taken
+    assert files_under(base) == []
+
+
+def test_a_commit_refused_by_its_check_leaves_nothing(storage, base, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        with pytest.raises(PublishFenced):
+            publication.commit((MANIFEST, MANIFEST_KEY), commit_check=lambda: False)
+        assert not storage.exists(PART_KEYS[0]) and not storage.exists(MANIFEST_KEY)
+    assert files_under(base) == []
+
+
+def test_a_key_staged_twice_is_refused(storage, base, sources):
+    with storage.publication() as publication:
+        publication.stage(sources[0], PART_KEYS[0])
+        with pytest.raises(StorageError) as caught:
+            publication.stage(sources[1], PART_KEYS[0])
+        assert not caught.value.retryable
+        with pytest.raises(StorageError) as caught:
+            publication.commit((MANIFEST, PART_KEYS[0]))
+        assert not caught.value.retryable
+    assert files_under(base) == []
