@@ -386,8 +386,10 @@ class _PartSequence:
         header: bytes,
         part_bytes: int,
         compression_level: int,
+        on_part: Callable[[PartFile], None] | None = None,
     ) -> None:
         self._directory = directory
+        self._on_part = on_part
         self._name_for_part = name_for_part
         self._header = header
         self._part_bytes = part_bytes
@@ -417,17 +419,7 @@ class _PartSequence:
             self._close()
         self._background.drain()
         self._background.stop()
-        return [
-            PartFile(
-                name=part.name,
-                path=part.file.path,
-                rows=part.rows,
-                bytes=part.bytes,
-                compressed_bytes=part.file.compressed_bytes,
-                sha256=digest.result(),
-            )
-            for part, digest in self._closed
-        ]
+        return [_part_file(part, digest.result()) for part, digest in self._closed]
 
     def discard(self) -> None:
         """Remove every file written so far (the background thread is stopped first)."""
@@ -453,9 +445,28 @@ class _PartSequence:
         self._background.submit(part.file.write, data)
 
     def _close(self) -> None:
-        assert self._current is not None
-        self._closed.append((self._current, self._background.submit(self._current.file.finish)))
+        part = self._current
+        assert part is not None
+        digest = self._background.submit(part.file.finish)
+        self._closed.append((part, digest))
+        if self._on_part is not None:  # after finish, on the same thread: the digest is known by then
+            self._background.submit(self._hand_over, part, digest)
         self._current = None
+
+    def _hand_over(self, part: _OpenPart, digest: Future[str]) -> None:
+        assert self._on_part is not None
+        self._on_part(_part_file(part, digest.result()))
+
+
+def _part_file(part: _OpenPart, sha256: str) -> PartFile:
+    return PartFile(
+        name=part.name,
+        path=part.file.path,
+        rows=part.rows,
+        bytes=part.bytes,
+        compressed_bytes=part.file.compressed_bytes,
+        sha256=sha256,
+    )
 
 
 def write_csv_gzip_parts(
@@ -470,6 +481,7 @@ def write_csv_gzip_parts(
     max_bytes: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_part: Callable[[PartFile], None] | None = None,
 ) -> list[PartFile]:
     """Write the batches as gzipped CSV parts in `directory` under temporary names; return them in order.
 
@@ -483,6 +495,9 @@ def write_csv_gzip_parts(
       `progress(rows, bytes)` gets the running totals (uncompressed bytes, headers included) as batches are
       written (small batches are merged first, so not necessarily once per input batch). Going past
       `max_bytes` raises WriteLimitExceeded.
+    - `on_part(part)` gets each part as soon as its file is complete, in order, on the writer's background
+      thread (so the next part is formatted meanwhile; a slow on_part holds the writer back, which bounds
+      how many finished parts wait). From then on the file is the callback's: it may move or delete it.
     - On any error every file written so far is removed and WriteError (or a subclass) is raised; exceptions
       raised by the callbacks or by the batch iterator (e.g. a warehouse error) pass through unchanged.
     Memory stays bounded by a few batches and formatted chunks, whatever the row count.
@@ -500,6 +515,7 @@ def write_csv_gzip_parts(
         header=csv_header(names),
         part_bytes=part_bytes,
         compression_level=compression_level,
+        on_part=on_part,
     )
     source = _until_stopped(batches, should_stop)
     rows_written = 0

@@ -379,6 +379,34 @@ def test_tiny_parts_each_start_with_the_header_and_hash_their_gzip_bytes(tmp_pat
     )
 
 
+def test_on_part_gets_each_finished_part_in_order_and_may_take_its_file(tmp_path):
+    columns, batch = many_rows(1000)
+    handed: list[tuple[PartFile, bytes]] = []
+
+    def take(part: PartFile) -> None:  # what an uploader does: read the finished file, then remove it
+        handed.append((part, part.path.read_bytes()))
+        part.path.unlink()
+
+    parts = write([batch.slice(0, 300), batch.slice(300)], columns, tmp_path, part_bytes=2000, on_part=take)
+    assert [part for part, _ in handed] == parts and len(parts) > 5
+    for part, raw in handed:
+        assert part.sha256 == hashlib.sha256(raw).hexdigest() and part.compressed_bytes == len(raw)
+    lines = b"".join(gzip.decompress(raw).split(b"\n", 1)[1] for _, raw in handed).splitlines()
+    assert lines == [f"session-{i:06d},{i}".encode() for i in range(1000)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_on_part_failure_stops_the_export_and_removes_every_file(tmp_path):
+    columns, batch = many_rows(1000)
+
+    def refuse(part: PartFile) -> None:
+        raise RuntimeError("destination refused the part")
+
+    with pytest.raises(RuntimeError, match="destination refused"):
+        write([batch.slice(0, 300), batch.slice(300)], columns, tmp_path, part_bytes=2000, on_part=refuse)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_row_longer_than_part_bytes_goes_alone_in_its_part(tmp_path):
     columns = [Column("Passthrough", ColumnType.STRING)]
     rows = [("short",), ("x" * 500,), ("tail",)]
