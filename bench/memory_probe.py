@@ -3,7 +3,8 @@
 Modes, each running the compiled statement of the query body it is given, with the DuckDB memory limit it
 is given and a spill directory of its own:
 
-- `worker`: this product's worker path, engine.execute -> write_csv_gzip_parts -> LocalStorage.publish;
+- `worker`: this product's worker path, engine.execute -> write_csv_gzip_parts -> parts staged into a
+  LocalStorage publication as they finish -> commit;
 - `copy_csv`: DuckDB's own `COPY (<sql>) TO 'x.csv' (HEADER)`, the serialisation floor;
 - `copy_gzip`: DuckDB's own `COPY (<sql>) TO 'x.csv.gz' (HEADER, COMPRESSION gzip)`.
 
@@ -85,7 +86,10 @@ def probe_run(
 def _worker_path(
     warehouse: Path, statement: Any, out: Path, memory_limit: str, spill: Path, part_bytes: int
 ) -> tuple[int, int, int]:
-    """What queries.runner does between the claim and the final status update, minus the database writes."""
+    """What queries.runner does between the claim and the final status update, minus the database writes:
+    parts are staged into the local storage's publication by the upload thread as they are finished."""
+    import threading
+
     from django.conf import settings
 
     from exports.engines import engine_from_url
@@ -98,6 +102,7 @@ def _worker_path(
         part_file_name,
         write_csv_gzip_parts,
     )
+    from queries.part_upload import DeliveryTries, PartUploader
 
     guid, epoch_ms = "0" * 32, int(time.time() * 1000)
     workdir, storage = out / "work", LocalStorage(out / "exports")
@@ -105,29 +110,39 @@ def _worker_path(
     engine = engine_from_url(
         f"duckdb:///{warehouse}", read_only=True, memory_limit=memory_limit, temp_directory=str(spill)
     )
-    try:
-        parts = write_csv_gzip_parts(
-            engine.execute(statement),
-            columns=statement.columns,
-            directory=workdir,
-            name_for_part=lambda index: part_file_name(guid=guid, epoch_ms=epoch_ms, index=index),
-            part_bytes=part_bytes,
-            compression_level=settings.EXPORT_GZIP_LEVEL,
+    stop = threading.Event()
+    tries = DeliveryTries(retries=0, backoff_seconds=0, stop=stop, record_try=lambda: None, label="bench")
+    with storage.publication() as publication:
+        uploader = PartUploader(
+            publication,
+            key_for=lambda name: f"reports/bench/{name}",
+            in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
+            tries=tries,
+            stop=stop,
         )
-    finally:
-        engine.close()
-    manifest = manifest_build(
-        parts=parts,
-        query={},
-        fingerprint="",
-        schema=manifest_schema(statement.columns),
-        created_at=datetime.now(UTC),
-        guid=guid,
-    )
-    storage.publish(
-        [(part.path, f"reports/bench/{part.name}") for part in parts],
-        (manifest_bytes(manifest), f"reports/bench/{manifest_file_name(guid=guid)}"),
-    )
+        try:
+            parts = write_csv_gzip_parts(
+                engine.execute(statement),
+                columns=statement.columns,
+                directory=workdir,
+                name_for_part=lambda index: part_file_name(guid=guid, epoch_ms=epoch_ms, index=index),
+                part_bytes=part_bytes,
+                compression_level=settings.EXPORT_GZIP_LEVEL,
+                on_part=uploader.put,
+            )
+            uploader.finish()
+        finally:
+            uploader.close()
+            engine.close()
+        manifest = manifest_build(
+            parts=parts,
+            query={},
+            fingerprint="",
+            schema=manifest_schema(statement.columns),
+            created_at=datetime.now(UTC),
+            guid=guid,
+        )
+        publication.commit((manifest_bytes(manifest), f"reports/bench/{manifest_file_name(guid=guid)}"))
     return sum(p.rows for p in parts), sum(p.bytes for p in parts), sum(p.compressed_bytes for p in parts)
 
 

@@ -128,8 +128,10 @@ QUERY_REQUEUE_AFTER_SECONDS = env_int("QUERY_REQUEUE_AFTER_SECONDS", 300, minimu
 
 # Exports.
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
+# Finished parts that may wait on local disk for their upload while the next one is written (at least 1).
+EXPORT_PARTS_IN_FLIGHT = env_int("EXPORT_PARTS_IN_FLIGHT", 2, minimum=1)
 EXPORT_LOCAL_DIR = Path(env_str("EXPORT_LOCAL_DIR", str(VAR_DIR / "exports")))
-EXPORT_GZIP_LEVEL = env_int("EXPORT_GZIP_LEVEL", 1, minimum=0)
+EXPORT_GZIP_LEVEL = env_int("EXPORT_GZIP_LEVEL", 1, minimum=0, maximum=3)  # ISA-L levels (zlib: the same)
 # Delivery: transient storage failures are retried this many times, with exponential backoff from the base.
 DELIVERY_RETRIES = env_int("DELIVERY_RETRIES", 3, minimum=0)
 DELIVERY_BACKOFF_SECONDS = env_int("DELIVERY_BACKOFF_SECONDS", 2, minimum=0)

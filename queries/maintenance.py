@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 SWEEP_AGE = timedelta(days=1)
 
 
+def sweep_age() -> timedelta:
+    """How old an unfinished upload must be before it is swept: parts are staged while the query still runs,
+    so a live publication can be as old as the query's time limit plus its delivery retries."""
+    return max(SWEEP_AGE, 2 * timedelta(seconds=settings.QUERY_TIME_LIMIT_SECONDS))
+
+
 def results_expire(*, now: datetime | None = None) -> int:
     """Delete the files (and manifest) of results older than their customer's retention; mark them Expired."""
     now = now or timezone.now()
@@ -54,8 +60,10 @@ def _expire(query: QueryRequest) -> int:
     )
 
 
-def uploads_sweep(*, older_than: timedelta = SWEEP_AGE) -> int:
-    """Abandoned staging files and multipart uploads on every destination, and stale worker directories."""
+def uploads_sweep(*, older_than: timedelta | None = None) -> int:
+    """Abandoned staging files and multipart uploads on every destination, and stale worker directories
+    (older than `older_than`, default `sweep_age()`)."""
+    older_than = older_than or sweep_age()
     removed = 0
     for destination in [None, *Destination.objects.exclude(kind="local")]:
         storage = destination_storage(destination)

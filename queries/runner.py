@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
-from exports.storage.base import Storage, StorageError
+from exports.storage.base import Publication, Storage, StorageError
 from exports.writers import (
     PartFile,
     WriteCanceled,
@@ -36,10 +37,12 @@ from exports.writers import (
     write_csv_gzip_parts,
 )
 from insights.destinations import destination_default, destination_storage
+from insights.models import Destination
 from queries.compiler import query_compile
 from queries.delivery import report_key
 from queries.errors import QueryFailed
 from queries.models import QueryStatus
+from queries.part_upload import DeliveryTries, PartUploader
 from queries.services import (
     Claim,
     lease_duration,
@@ -126,13 +129,62 @@ def _run(claim: Claim, workdir: Path) -> None:
 def _export_and_publish(
     claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
 ) -> None:
-    customer = claim.request.customer
+    """Export into a publication at the customer's destination (parts upload while later parts are being
+    written), then commit it: all or nothing, manifest last."""
+    destination = destination_default(claim.request.customer)  # None: this server's local directory
+    storage = destination_storage(destination)
+    tries = DeliveryTries(
+        retries=int(settings.DELIVERY_RETRIES),
+        backoff_seconds=float(settings.DELIVERY_BACKOFF_SECONDS),
+        stop=progress.stop,
+        record_try=lambda: query_delivery_attempted(claim=claim),
+        label=f"query {claim.request.guid}",
+    )
     try:
-        parts = _export(claim, engine, statement, workdir, progress)
+        with storage.publication() as publication:
+            parts = _export_uploading(claim, engine, statement, workdir, progress, publication, tries)
+            if parts is None:
+                return  # canceled; leaving the block removes what was staged
+            if sum(p.rows for p in parts) == 0:
+                raise QueryFailed(EMPTY_RESULT)
+            _commit(
+                claim,
+                (storage, publication, destination),
+                tries,
+                parts,
+                schema=manifest_schema(statement.columns),
+            )
+    finally:
+        storage.close()
+
+
+def _export_uploading(
+    claim: Claim,
+    engine: WarehouseEngine,
+    statement: Statement,
+    workdir: Path,
+    progress: _Progress,
+    publication: Publication,
+    tries: DeliveryTries,
+) -> list[PartFile] | None:
+    """The parts written (and staged), or None when the export was canceled (the query is marked so)."""
+    customer = claim.request.customer
+    uploader = PartUploader(
+        publication,
+        key_for=lambda name: report_key(customer, name),
+        in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
+        tries=tries,
+        stop=progress.stop,
+        on_thread_exit=lambda: db.connection.close(),  # the upload thread's own connection
+    )
+    try:
+        parts = _export(claim, engine, statement, workdir, progress, on_part=uploader.put)
+        uploader.finish()
+        return parts
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
         timed_out = progress.timed_out or time.monotonic() >= progress.deadline
         query_fail(claim=claim, status=QueryStatus.CANCELED, message=TIMED_OUT if timed_out else CANCELED)
-        return
+        return None
     except WriteLimitExceeded:
         raise QueryFailed(
             f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
@@ -142,13 +194,18 @@ def _export_and_publish(
         raise QueryFailed(f"The warehouse could not run the query: {error}") from None
     except WriteError as error:
         raise QueryFailed(f"The result could not be written: {error}") from None
-    if sum(p.rows for p in parts) == 0:
-        raise QueryFailed(EMPTY_RESULT)
-    _publish(claim, parts, schema=manifest_schema(statement.columns))
+    finally:
+        uploader.close()
 
 
 def _export(
-    claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
+    claim: Claim,
+    engine: WarehouseEngine,
+    statement: Statement,
+    workdir: Path,
+    progress: _Progress,
+    *,
+    on_part: Callable[[PartFile], None],
 ) -> list[PartFile]:
     epoch_ms = int(time.time() * 1000)
     guid = claim.request.guid
@@ -163,6 +220,7 @@ def _export(
             max_bytes=claim.request.customer.max_bytes_per_query,
             should_stop=progress.should_stop,
             progress=progress.update,
+            on_part=on_part,
         )
     finally:
         engine.close()
@@ -191,9 +249,27 @@ def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> No
         db.connection.close()  # this thread's own connection
 
 
-def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]]) -> None:
+def _holds(claim: Claim) -> bool:
+    """The publish fence: whether this attempt still holds the query (a database hiccup is retried)."""
+    try:
+        return query_lease_renew(claim=claim)
+    except DatabaseError as exc:
+        raise StorageError(
+            "the lease could not be confirmed: the metadata database is unavailable", retryable=True
+        ) from exc
+
+
+def _commit(
+    claim: Claim,
+    target: tuple[Storage, Publication, Destination | None],
+    tries: DeliveryTries,
+    parts: list[PartFile],
+    *,
+    schema: list[dict[str, str]],
+) -> None:
+    """Place the staged parts and the manifest, then mark the query Completed (fenced by the attempt)."""
+    storage, publication, destination = target
     request = claim.request
-    destination = destination_default(request.customer)  # None: this server's local directory
     manifest = manifest_build(
         parts=parts,
         query=request.body,
@@ -204,58 +280,26 @@ def _publish(claim: Claim, parts: list[PartFile], *, schema: list[dict[str, str]
     )
     manifest_key = report_key(request.customer, manifest_file_name(guid=request.guid))
     keys = [report_key(request.customer, p.name) for p in parts]
-    storage = destination_storage(destination)
-    try:
-        _deliver(
-            claim,
-            storage,
-            [(p.path, key) for p, key in zip(parts, keys, strict=True)],
-            (manifest_bytes(manifest), manifest_key),
+    # The fencing check runs once everything is staged, just before the first file becomes visible.
+    tries.run(
+        lambda: publication.commit(
+            (manifest_bytes(manifest), manifest_key), commit_check=lambda: _holds(claim)
         )
-        files = [
-            {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
-            for p, key in zip(parts, keys, strict=True)
-        ]
-        rows, size = sum(p.rows for p in parts), sum(p.bytes for p in parts)
-        if not query_complete(
-            claim=claim,
-            files=files,
-            manifest_path=manifest_key,
-            rows=rows,
-            bytes_written=size,
-            destination=destination,
-        ):
-            # The lease was lost after the fenced publish (the worker stalled for a whole lease between the
-            # check and the renames). This attempt's parts go; the manifest key is shared by every attempt,
-            # so it is left to the winner.
-            logger.error("query %s attempt %s lost its lease after publishing", request.guid, claim.attempt)
-            storage.delete(keys)
-    finally:
-        storage.close()
-
-
-def _deliver(
-    claim: Claim, storage: Storage, files: list[tuple[Path, str]], manifest: tuple[bytes, str]
-) -> None:
-    """Publish, retrying transient failures with exponential backoff; each try is counted in the DB."""
-    retries = int(settings.DELIVERY_RETRIES)
-    for attempt in range(retries + 1):
-        query_delivery_attempted(claim=claim)
-        try:
-            # The fencing check runs once everything is staged, just before the first file becomes visible.
-            storage.publish(files, manifest, commit_check=lambda: query_lease_renew(claim=claim))
-            return
-        except StorageError as error:
-            if not error.retryable:
-                raise QueryFailed(
-                    f"The result could not be delivered: {error}. Check the destination's "
-                    "settings in the admin."
-                ) from None
-            if attempt == retries:
-                raise QueryFailed(
-                    f"The result could not be delivered after {retries + 1} tries: {error}"
-                ) from None
-            logger.warning(
-                "query %s: delivery try %s failed (%s); retrying", claim.request.guid, attempt + 1, error
-            )
-            time.sleep(float(settings.DELIVERY_BACKOFF_SECONDS) * 2**attempt)
+    )
+    files = [
+        {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
+        for p, key in zip(parts, keys, strict=True)
+    ]
+    if not query_complete(
+        claim=claim,
+        files=files,
+        manifest_path=manifest_key,
+        rows=sum(p.rows for p in parts),
+        bytes_written=sum(p.bytes for p in parts),
+        destination=destination,
+    ):
+        # The lease was lost after the fenced publish (the worker stalled for a whole lease between the
+        # check and the renames). This attempt's parts go; the manifest key is shared by every attempt,
+        # so it is left to the winner.
+        logger.error("query %s attempt %s lost its lease after publishing", request.guid, claim.attempt)
+        storage.delete(keys)

@@ -123,3 +123,16 @@ def test_reaper_ends_a_canceled_query_whose_worker_died(customer_factory, enqueu
     dead.refresh_from_db()
     assert dead.status == QueryStatus.CANCELED
     assert enqueued == []
+
+
+def test_the_sweep_spares_uploads_a_long_query_may_still_be_making(db, local_exports, settings):
+    """Parts are staged while a query runs: with a 2-day time limit, a 2-day-old staging file may be live."""
+    settings.QUERY_TIME_LIMIT_SECONDS = 2 * 86400
+    staging = local_exports / "reports/acme/.x.csv.gz.0123.partial"
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 86400 - 60
+    os.utime(staging, (two_days_ago, two_days_ago))
+    assert maintenance.uploads_sweep() == 0 and staging.exists()
+    settings.QUERY_TIME_LIMIT_SECONDS = 3600
+    assert maintenance.uploads_sweep() == 1 and not staging.exists()

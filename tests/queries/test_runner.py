@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 
 from exports.engines import engine_from_url
-from exports.storage.base import StorageError
+from exports.storage.base import Publication, StorageError
 from exports.storage.local import LocalStorage
 from queries import runner
 from queries.catalog import catalog
 from queries.demo import demo_table
 from queries.models import QueryRequest, QueryStatus
+
+# The runner's supervisor and upload threads use their own database connections: they must see the rows.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 BODY = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
@@ -127,19 +130,64 @@ def test_the_time_limit_cancels_the_query(
     assert not list(local_exports.rglob("*.gz"))
 
 
-class _FlakyStorage(LocalStorage):
-    failures = 0
+class _ScriptedPublication(Publication):
+    """A local publication whose stage and commit fail as scripted, and which records what it saw."""
 
-    def publish(self, files, manifest, **kwargs):
-        if _FlakyStorage.failures:
-            _FlakyStorage.failures -= 1
-            raise StorageError("connection reset by peer", retryable=True)
-        super().publish(files, manifest, **kwargs)
+    def __init__(
+        self,
+        inner: Publication,
+        work_root: Path,
+        *,
+        stage_failures=0,
+        commit_failures=0,
+        error=None,
+        stage_delay=0.0,
+    ):
+        self.inner = inner
+        self.work_root = work_root  # the runner's work directories (one per attempt) are under it
+        self.stage_failures, self.commit_failures = stage_failures, commit_failures
+        self.error = error or StorageError("connection reset by peer", retryable=True)
+        self.files_on_disk: list[int] = []  # part files in the work dir at each stage
+        self.staged: list[str] = []
+        self.commits = 0
+        self.stage_delay = stage_delay  # a slow destination: parts pile up unless the writer waits
+
+    def stage(self, source, key):
+        self.files_on_disk.append(len(list(self.work_root.glob("*/.*.tmp"))))
+        if self.stage_failures:
+            self.stage_failures -= 1
+            raise self.error
+        time.sleep(self.stage_delay)
+        self.inner.stage(source, key)
+        self.staged.append(key)
+
+    def commit(self, manifest, *, commit_check=None):
+        self.commits += 1
+        if self.commit_failures:
+            self.commit_failures -= 1
+            raise self.error
+        self.inner.commit(manifest, commit_check=commit_check)
+
+    def abort(self):
+        self.inner.abort()
 
 
-class _RefusingStorage(LocalStorage):
-    def publish(self, files, manifest, **kwargs):
-        raise StorageError("permission denied on reports/acme", retryable=False)
+@pytest.fixture()
+def scripted(local_exports, settings, monkeypatch):
+    """scripted(**failures): every publication of the run goes through a _ScriptedPublication."""
+    made: list[_ScriptedPublication] = []
+
+    def install(**script):
+        class Storage(LocalStorage):
+            def publication(self):
+                work_root = Path(settings.VAR_DIR) / "work"
+                made.append(_ScriptedPublication(super().publication(), work_root, **script))
+                return made[-1]
+
+        monkeypatch.setattr(runner, "destination_storage", lambda destination: Storage(local_exports))
+        return made
+
+    return install
 
 
 @pytest.mark.parametrize(
@@ -150,15 +198,14 @@ def test_transient_delivery_failures_are_retried_then_given_up(
     warehouse,
     local_exports,
     settings,
-    monkeypatch,
+    scripted,
     enqueue_nothing,
     failures,
     status,
     attempts,
 ):
     settings.DELIVERY_RETRIES, settings.DELIVERY_BACKOFF_SECONDS = 2, 0
-    _FlakyStorage.failures = failures
-    monkeypatch.setattr(runner, "destination_storage", lambda destination: _FlakyStorage(local_exports))
+    scripted(stage_failures=failures)
     query = _submit(customer_factory("acme"))
     runner.query_run(query_id=query.pk)
     query.refresh_from_db()
@@ -168,14 +215,73 @@ def test_transient_delivery_failures_are_retried_then_given_up(
 
 
 def test_permanent_delivery_failure_fails_at_once_saying_what_to_fix(
-    customer_factory, warehouse, local_exports, monkeypatch, enqueue_nothing
+    customer_factory, warehouse, local_exports, scripted, enqueue_nothing
 ):
-    monkeypatch.setattr(runner, "destination_storage", lambda destination: _RefusingStorage(local_exports))
+    made = scripted(
+        stage_failures=1, error=StorageError("permission denied on reports/acme", retryable=False)
+    )
     query = _submit(customer_factory("acme"))
     runner.query_run(query_id=query.pk)
     query.refresh_from_db()
     assert query.status == QueryStatus.FAILED and query.delivery_attempts == 1
     assert "permission denied" in query.messages[0] and "destination" in query.messages[0]
+    assert not list(local_exports.rglob("*.gz")) and not list(local_exports.rglob("*.partial"))
+    assert len(made[0].files_on_disk) == 1  # the export stopped at the first refused part
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_parts_upload_while_the_export_runs_with_a_bounded_number_on_disk(
+    customer_factory, warehouse, local_exports, settings, scripted, enqueue_nothing, in_flight
+):
+    settings.EXPORT_PARTS_IN_FLIGHT, settings.EXPORT_PART_BYTES = in_flight, 600
+    made = scripted(stage_delay=0.05)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.COMPLETED, query.messages
+    (publication,) = made
+    assert publication.staged == [entry["path"] for entry in query.files]
+    assert len(query.files) > in_flight + 4
+    # Handed over (in_flight), one finished part waiting for a slot, the one being written: never all parts.
+    assert max(publication.files_on_disk) <= in_flight + 2
+    assert not list((Path(settings.VAR_DIR) / "work").glob("*/.*.tmp"))
+
+
+def test_a_commit_that_fails_transiently_is_retried(
+    customer_factory, warehouse, local_exports, settings, scripted, enqueue_nothing
+):
+    settings.DELIVERY_RETRIES, settings.DELIVERY_BACKOFF_SECONDS = 2, 0
+    made = scripted(commit_failures=1)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.delivery_attempts, made[0].commits) == (QueryStatus.COMPLETED, 2, 2)
+    assert (local_exports / query.manifest_path).is_file()
+    assert all((local_exports / entry["path"]).is_file() for entry in query.files)
+
+
+def test_a_cancel_during_the_upload_publishes_nothing(
+    customer_factory, warehouse, local_exports, settings, scripted, monkeypatch, enqueue_nothing
+):
+    from queries.services import query_cancel
+
+    monkeypatch.setattr(runner, "HEARTBEAT", 0.01)
+    made = scripted()
+    query = _submit(customer_factory("acme"))
+    original_stage = _ScriptedPublication.stage
+
+    def stage_then_cancel(self, source, key):
+        original_stage(self, source, key)
+        if len(self.staged) == 2:
+            query_cancel(request=QueryRequest.objects.get(pk=query.pk))
+            time.sleep(0.3)  # several heartbeats: the supervisor sees the cancel
+
+    monkeypatch.setattr(_ScriptedPublication, "stage", stage_then_cancel)
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.messages) == (QueryStatus.CANCELED, [runner.CANCELED])
+    assert len(made[0].staged) == 2
+    assert not list(local_exports.rglob("*.gz")) and not list(local_exports.rglob("*.partial"))
 
 
 class _RecordingEngine:
@@ -217,3 +323,24 @@ def test_supervisor_stops_the_engine_at_the_time_limit(customer_factory, monkeyp
     thread.start()
     thread.join(timeout=10)
     assert engine.canceled and progress.timed_out
+
+
+def test_a_database_hiccup_at_the_publish_fence_is_retried(
+    customer_factory, warehouse, local_exports, settings, monkeypatch, enqueue_nothing
+):
+    from django.db import OperationalError
+
+    settings.DELIVERY_RETRIES, settings.DELIVERY_BACKOFF_SECONDS = 2, 0
+    renew, calls = runner.query_lease_renew, []
+
+    def flaky_renew(*, claim):
+        calls.append(claim.attempt)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return renew(claim=claim)
+
+    monkeypatch.setattr(runner, "query_lease_renew", flaky_renew)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.delivery_attempts, len(calls)) == (QueryStatus.COMPLETED, 2, 2)
