@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement
+from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement, Unordered
 from exports.schema import quote_identifier
 from queries.catalog import Field
 from queries.spec import Condition, Op, Query, Scalar, Scope, Window
@@ -72,7 +72,9 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
     if query.scope is not None:
         sessions = _scope_sql(query.scope, query.window, customer_id, binder)
         prefix = f"WITH {quote_identifier(SCOPE_CTE)} AS ({sessions}) "
+    select_from = len(binder.params)
     columns = ", ".join(_column_sql(field, query, binder) for field in query.columns)
+    select_to = len(binder.params)
     where = [
         f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
         *_window_sql(query.window, binder),
@@ -83,13 +85,22 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
         where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
     table = quote_identifier(EVENTS_TABLE)
     # Qualified: a bare name would sort by an output column of that name, which may be a CASE (see above).
-    order = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
-    sql = f"{prefix}SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY {order}"
+    sort_keys = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
+    source = f"FROM {table} WHERE {' AND '.join(where)}"
+    params = tuple(binder.params)
+    unordered = None
+    if query.scope is None:  # a semi-join need not keep the scan's order: only plain scans may skip the sort
+        unordered = Unordered(
+            sql=f"SELECT {columns}, {sort_keys} {source}",
+            keys_sql=f"SELECT {sort_keys} {source}",
+            keys_params=params[:select_from] + params[select_to:],
+        )
     return Statement(
-        sql=sql,
-        params=tuple(binder.params),
+        sql=f"{prefix}SELECT {columns} {source} ORDER BY {sort_keys}",
+        params=params,
         columns=tuple(field.column for field in query.columns),
         dialect=dialect.name,
+        unordered=unordered,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exports.schema import Column
 
@@ -44,13 +45,58 @@ class Dialect:
 
 
 @dataclass(frozen=True, slots=True)
+class Unordered:
+    """A statement without its sort, for an engine that can see its scan already yields rows in sort order.
+
+    `sql` (same parameters as the statement) returns the statement's columns followed by the two sort keys,
+    in scan order; `keys_sql` with `keys_params` returns only the two sort keys, in the same scan order.
+    """
+
+    sql: str
+    keys_sql: str
+    keys_params: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
-    """A compiled query: SQL text, its positional parameters and the output columns, in order."""
+    """A compiled query: SQL text, its positional parameters and the output columns, in order.
+
+    `unordered`, when present, is the same query without its ORDER BY (see Unordered): an engine may run it
+    instead when it can check that the rows come in (TimeStamp, _row_id) order anyway."""
 
     sql: str
     params: tuple[Any, ...]
     columns: tuple[Column, ...]
     dialect: str
+    unordered: Unordered | None = None
+
+
+class KeyOrderCheck:
+    """Whether consecutive batches of (TimeStamp, _row_id) keys are in strictly increasing order, carried
+    across batch boundaries. Vectorised: a few Arrow kernel calls per batch."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int] | None = None
+
+    def in_order(self, timestamps: pa.Array, row_ids: pa.Array) -> bool:
+        if len(timestamps) == 0:
+            return True
+        times = timestamps.cast(pa.int64())
+        ids = row_ids.cast(pa.int64())
+        if times.null_count or ids.null_count:
+            return False
+        if self._last is not None:
+            times = pa.concat_arrays([pa.array([self._last[0]], pa.int64()), times])
+            ids = pa.concat_arrays([pa.array([self._last[1]], pa.int64()), ids])
+        later, earlier = times.slice(1), times.slice(0, len(times) - 1)
+        backwards = pc.less(later, earlier)
+        tie_out_of_order = pc.and_(
+            pc.equal(later, earlier), pc.less_equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+        )
+        if pc.any(backwards).as_py() or pc.any(tie_out_of_order).as_py():
+            return False
+        self._last = (times[-1].as_py(), ids[-1].as_py())
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,3 +178,27 @@ def test_a_customer_is_required() -> None:
     query = query_validate(DESIGN_EXAMPLE)
     with pytest.raises(ValueError, match="customer"):
         query_compile(query, customer_id="", dialect=DUCKDB)
+
+
+def test_an_unscoped_query_carries_its_unordered_form_and_key_scan() -> None:
+    body = {key: value for key, value in DESIGN_EXAMPLE.items() if key != "scope"}
+    _, statement = _compile(body)
+    unordered = statement.unordered
+    assert unordered is not None
+    sort_keys = '"events"."TimeStamp", "events"."_row_id"'
+    # The same query without its ORDER BY and with the sort keys appended: the same parameters fit.
+    assert unordered.sql == statement.sql.replace(" ORDER BY " + sort_keys, "").replace(
+        ' FROM "events" ', f', {sort_keys} FROM "events" ', 1
+    )
+    # The key scan reads the same rows; its parameters skip the select list's (the CASE event names).
+    assert unordered.keys_sql.startswith(f'SELECT {sort_keys} FROM "events" WHERE ')
+    assert unordered.keys_sql.count("?") == len(unordered.keys_params)
+    assert unordered.keys_sql.split(" WHERE ", 1)[1] == unordered.sql.split(" WHERE ", 1)[1]
+    case_params = _select_list(statement.sql).count("?")
+    assert case_params > 0
+    assert unordered.keys_params == statement.params[case_params:]
+
+
+def test_a_scoped_query_has_no_unordered_form() -> None:
+    _, statement = _compile(DESIGN_EXAMPLE)
+    assert statement.unordered is None
