@@ -8,8 +8,9 @@ loader can take the write lock between queries.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -35,6 +36,7 @@ from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 MEMORY = ":memory:"
 _SORT_KEY = ("CustomerId", "TimeStamp")  # the access path every query takes; see the module docstring
 _LOAD_VIEW = "_insights_load"
+SCAN_MEMORY_LIMIT = "256MB"  # DuckDB's limit while it streams an unsorted scan (see _scan_memory_bounded)
 _KEY_BATCH_ROWS = 1_000_000  # sort keys read per batch when checking a scan's order (16 MB)
 
 DUCKDB = Dialect(
@@ -129,7 +131,9 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             self._raise_if_canceled()
             unordered = statement.unordered
             if unordered is not None and self._scan_is_in_order(conn, unordered):
-                batches = self._unsorted(conn, unordered.sql, statement.params, batch_rows, schema)
+                batches = self._scan_memory_bounded(
+                    conn, self._unsorted(conn, unordered.sql, statement.params, batch_rows, schema)
+                )
             else:
                 batches = self._batches(conn, statement.sql, statement.params, batch_rows)
             for batch in batches:
@@ -147,9 +151,23 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
 
     def _batches(
         self, conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any], batch_rows: int
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         with conn.sql(sql, params=list(params)).to_arrow_reader(batch_rows) as reader:
             yield from reader
+
+    def _scan_memory_bounded(
+        self, conn: duckdb.DuckDBPyConnection, batches: Generator[pa.RecordBatch, None, None]
+    ) -> Iterator[pa.RecordBatch]:
+        """`batches` under a smaller memory limit: a scan needs no working memory beyond a few row groups,
+        and DuckDB would otherwise keep the table blocks it read cached up to the full limit, so the
+        worker's memory would grow with the result up to that limit instead of staying flat."""
+        conn.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
+        try:
+            yield from batches
+        finally:
+            batches.close()
+            configured = self.config.get("memory_limit")
+            conn.execute(f"SET memory_limit = '{configured}'" if configured else "RESET memory_limit")
 
     def _scan_is_in_order(self, conn: duckdb.DuckDBPyConnection, unordered: Unordered) -> bool:
         """Whether the rows come out of the scan in sort order already: then the sort can be skipped.
@@ -158,10 +176,12 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         loaders append events, are in that order; anything else falls back to the sort.
         """
         check = KeyOrderCheck()
-        for batch in self._batches(conn, unordered.keys_sql, unordered.keys_params, _KEY_BATCH_ROWS):
-            self._raise_if_canceled()
-            if not check.in_order(batch.column(0), batch.column(1)):
-                return False
+        keys = self._batches(conn, unordered.keys_sql, unordered.keys_params, _KEY_BATCH_ROWS)
+        with contextlib.closing(keys):  # the connection takes no other query while a result is open
+            for batch in keys:
+                self._raise_if_canceled()
+                if not check.in_order(batch.column(0), batch.column(1)):
+                    return False
         return True
 
     def _unsorted(
@@ -171,7 +191,7 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         params: Sequence[Any],
         batch_rows: int,
         schema: pa.Schema,
-    ) -> Iterator[pa.RecordBatch]:
+    ) -> Generator[pa.RecordBatch, None, None]:
         """The statement's rows in scan order, checked again as they stream (the last two columns are the sort
         keys, dropped here): a scan that stopped being in order fails the query rather than misorder it."""
         check = KeyOrderCheck()

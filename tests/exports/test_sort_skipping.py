@@ -151,3 +151,26 @@ def test_key_order_check(batches, in_order):
 
 def test_key_order_check_refuses_null_keys():
     assert not KeyOrderCheck().in_order(pa.array([1, None], pa.timestamp("us")), pa.array([1, 2], pa.int64()))
+
+
+def test_an_unsorted_scan_runs_under_the_small_limit_and_the_configured_one_comes_back(tmp_path):
+    url = _warehouse(tmp_path, _rows(0, 40))
+    engine = DuckDBEngine.from_url(url, read_only=True, memory_limit="700MB", temp_directory=None)
+    statement = query_compile(
+        query_validate(TWO_EVENTS, max_window=timedelta(days=31)), customer_id="acme", dialect=engine.dialect
+    )
+    limits = []
+
+    def limit(conn) -> str:
+        (value,) = conn.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+        return str(value)
+
+    try:
+        conn = engine._connection()
+        for _ in engine.execute(statement, batch_rows=7):
+            limits.append(limit(conn.cursor()))  # a cursor: the connection itself is streaming
+        after = limit(conn)
+    finally:
+        engine.close()
+    assert limits and set(limits) == {"244.1 MiB"}  # 256MB
+    assert after == "667.5 MiB"  # 700MB
