@@ -60,7 +60,7 @@ def completed_query_factory(db, local_exports):
 
     def make(customer, *, finished_at=None, rows=(b"a", b"b")):
         query = QueryRequest.objects.create(
-            customer=customer, body={"q": 1}, fingerprint="f" * 64, status=QueryStatus.COMPLETED
+            customer=customer, body='{"q": 1}', fingerprint="f" * 64, status=QueryStatus.COMPLETED
         )
         content = gzip.compress(b"FlowId\n" + b"\n".join(rows) + b"\n")
         part = f"reports/{customer.key}/{query.guid}_QueryExport_1__000000000000.csv.gz"
@@ -83,6 +83,21 @@ def completed_query_factory(db, local_exports):
         return query
 
     return make
+
+
+@pytest.fixture()
+def sent_tasks(monkeypatch):
+    """Tasks handed to the broker, recorded instead of sent: [(name, args, countdown)]. The broker path itself
+    is tested end to end, with real workers."""
+    from insights.celery import app
+
+    sent: list[tuple[str, tuple, float | None]] = []
+
+    def send_task(name, args=(), countdown=None, **options):
+        sent.append((name, tuple(args), countdown))
+
+    monkeypatch.setattr(app, "send_task", send_task)
+    return sent
 
 
 @pytest.fixture(autouse=True)

@@ -106,7 +106,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def run(report: Report) -> None:
     from tests.servers import redis_server
-    from tests.service import service_running
+    from tests.service import Shape, service_running
 
     runs = int(os.environ.get("BENCH_LATENCY_RUNS", "50"))
     warmup = int(os.environ.get("BENCH_LATENCY_WARMUP", str(WARMUP)))
@@ -118,7 +118,14 @@ def run(report: Report) -> None:
     ):
         var_dir = Path(tmp, "var")
         var_dir.mkdir()
-        with service_running(database_url=database_url, broker_url=redis.url, var_dir=var_dir) as service:
+        shape = Shape(
+            name=kind,
+            database_url=database_url,
+            broker_url=redis.url,
+            warehouse_url=f"duckdb:///{var_dir / 'warehouse.duckdb'}",
+            cache_url=redis.url,
+        )
+        with service_running(shape=shape, var_dir=var_dir) as service:
             key = service.customer_create(CUSTOMER, max_concurrent=2)
             service.worker_start()
             for _ in range(warmup):

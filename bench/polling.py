@@ -79,7 +79,7 @@ def fixture_create() -> None:
     rows = [
         QueryRequest(
             customer=customer,
-            body=body,
+            body=json.dumps(body),
             fingerprint="0" * 64,
             status=QueryStatus.COMPLETED,
             started_at=now,

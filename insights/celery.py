@@ -12,6 +12,11 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
+def _broker_ready(sender: Celery, **kwargs: object) -> None:
+    broker_folders_ensure()
+
+
 def broker_folders_ensure() -> None:
     """The embedded filesystem broker needs its folders before the first message; Redis needs nothing."""
     if not str(app.conf.broker_url).startswith("filesystem"):

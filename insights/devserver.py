@@ -56,7 +56,6 @@ def demo_key_ensure() -> str:
 
 
 def processes_start() -> list[subprocess.Popen[bytes]]:
-    var = Path(settings.VAR_DIR)
     commands = [
         [
             str(BIN / "gunicorn"),
@@ -80,16 +79,7 @@ def processes_start() -> list[subprocess.Popen[bytes]]:
             "--hostname",
             "worker@%h",
         ],
-        [
-            str(BIN / "celery"),
-            "-A",
-            "insights",
-            "beat",
-            "--loglevel",
-            "INFO",
-            "--schedule",
-            str(var / "celerybeat-schedule"),
-        ],
+        [str(BIN / "celery"), "-A", "insights", "beat", "--loglevel", "INFO"],
     ]
     return [subprocess.Popen(command) for command in commands]
 

@@ -1,4 +1,7 @@
-"""Typed helpers that read settings from the environment and fail at start-up on a bad value."""
+"""Typed helpers that read settings from the environment and fail at start-up on a bad value.
+
+An empty variable counts as unset (its default applies), as `VAR=` in a sourced `.env` file means.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str | None = None) -> str:
     """The variable's value, or `default`; a missing variable with no default is a start-up error."""
-    value = os.environ.get(name)
+    value = os.environ.get(name) or None
     if value is None:
         if default is None:
             raise ImproperlyConfigured(f"{name} must be set")
@@ -37,7 +40,7 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():
         return default
     lowered = raw.strip().lower()
     if lowered in _TRUE:
@@ -49,6 +52,6 @@ def env_bool(name: str, default: bool) -> bool:
 
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or not raw.strip():
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]

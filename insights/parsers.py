@@ -26,6 +26,8 @@ class LimitedJSONParser(parsers.JSONParser):
             return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as error:
             raise exceptions.ParseError(f"JSON parse error - {error}") from None
+        except RecursionError:  # e.g. thousands of nested brackets: no query is shaped like that
+            raise exceptions.ParseError("JSON parse error - the body is nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from insights.env import env_bool, env_int, env_list, env_str
+from insights.failpoints import failpoints_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("INSIGHTS_VAR_DIR", str(BASE_DIR / "var")))
@@ -17,11 +17,6 @@ VAR_DIR = Path(env_str("INSIGHTS_VAR_DIR", str(BASE_DIR / "var")))
 PRODUCTION = env_bool("INSIGHTS_PRODUCTION", False)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "insecure-development-key-do-not-deploy")
-# Encrypts destination credentials at rest (a Fernet key); development derives one from SECRET_KEY.
-SECRETS_KEY = env_str(
-    "INSIGHTS_SECRETS_KEY",
-    None if PRODUCTION else base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode(),
-)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
@@ -74,11 +69,22 @@ DATABASES = {
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'insights.sqlite3'}"), conn_max_age=60
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+METADATA_IS_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+if METADATA_IS_SQLITE:
     # IMMEDIATE transactions take SQLite's write lock at BEGIN, so the slot check-and-insert is serialised.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Encrypts destination credentials at rest (a Fernet key). Required in production and with any shared metadata
+# database; the embedded default (SQLite) generates a random key once, in $INSIGHTS_VAR_DIR/secrets.key
+# (insights.secrets), so no key is ever derived from something in the source.
+SECRETS_KEY = env_str("INSIGHTS_SECRETS_KEY", "")
+if not SECRETS_KEY and (PRODUCTION or not METADATA_IS_SQLITE):
+    raise ImproperlyConfigured(
+        "INSIGHTS_SECRETS_KEY must be set (a Fernet key: python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())') when INSIGHTS_PRODUCTION=1 or DATABASE_URL is not SQLite"
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -91,6 +97,8 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL", PRODUCTION) else None
 )
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0, minimum=0)
+# Health probes come from inside the deployment over plain HTTP (compose, Kubernetes): never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
 SECURE_HSTS_PRELOAD = PRODUCTION
 SESSION_COOKIE_SECURE = PRODUCTION
@@ -102,7 +110,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Beside the code, not in the var dir: the image collects them at build time, and its var dir is a volume.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -148,6 +157,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
         "control_folder": str(_BROKER_DIR / "control"),
         "processed_folder": str(_BROKER_DIR / "processed"),
         "store_processed": False,
+        # The transport takes one message per poll: polled every second, a queue of upkeep tasks would hold a
+        # query's run back for many seconds.
+        "polling_interval": 0.1,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
     # Redis redelivers an unacknowledged task after the visibility timeout: it must outlast the hard limit,
@@ -167,11 +179,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# How long the pool waits for a dead pool process's last result before declaring its task lost (Celery's
+# default is 10 s, during which that process's slot takes no task, the reaper's included). Tasks here are
+# safe to run twice, so a short wait costs nothing.
+CELERY_WORKER_LOST_WAIT = 2.0
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-leases": {"task": "queries.reap_leases", "schedule": float(REAPER_INTERVAL_SECONDS)},
     "expire-results": {"task": "queries.expire_results", "schedule": 3600.0},
     "sweep-uploads": {"task": "queries.sweep_uploads", "schedule": 6 * 3600.0},
+    "delete-expired-tokens": {"task": "insights.delete_expired_tokens", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {
@@ -215,17 +233,34 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)  # only behind a proxy that sets it
 
-# The shared cache (failed-authentication counts): Redis when CACHE_URL names it, else a directory in var/
-# that every local process shares.
-_CACHE_URL = env_str("CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else "")
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
-    if _CACHE_URL.startswith("redis")
-    else {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": str(VAR_DIR / "cache"),
+# The shared cache (failed-authentication counts): redis://... (the broker's Redis by default when the broker
+# is Redis), or file:///path, a directory every process of one machine shares (default: $INSIGHTS_VAR_DIR/cache).
+CACHE_URL = env_str(
+    "CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else f"file://{VAR_DIR / 'cache'}"
+)
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # A cache that does not answer is skipped quickly (the throttle fails open), never waited on.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
     }
-}
+elif CACHE_URL.startswith("file://"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": CACHE_URL.removeprefix("file://"),
+        }
+    }
+else:
+    raise ImproperlyConfigured(
+        f"CACHE_URL must be redis://..., rediss://... or file:///path, not {CACHE_URL!r}"
+    )
+
+# Tests only: pause a process at a named place (insights.failpoints); empty in any deployment.
+FAILPOINTS = failpoints_parse(env_str("INSIGHTS_FAILPOINTS", ""))
 
 LOGGING = {
     "version": 1,

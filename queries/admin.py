@@ -47,13 +47,14 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "messages",
         "pretty_body",
         "fingerprint",
-        "compiled_sql",
+        "pretty_plan",
         "submitted_at",
         "started_at",
         "finished_at",
         "duration",
         "attempts",
         "lease_expires_at",
+        "enqueued_at",
         "cancel_requested",
         "progress_rows",
         "progress_bytes",
@@ -61,10 +62,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "pretty_files",
         "manifest_path",
     )
-    exclude = ("body", "files")
+    exclude = ("body", "plan", "files", "publication")
     fieldsets = (
         (None, {"fields": ("guid", "customer", "status", "messages")}),
-        ("Query", {"fields": ("pretty_body", "fingerprint", "compiled_sql")}),
+        ("Query", {"fields": ("pretty_body", "fingerprint", "pretty_plan")}),
         (
             "Timings",
             {
@@ -75,6 +76,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
                     "duration",
                     "attempts",
                     "lease_expires_at",
+                    "enqueued_at",
                     "cancel_requested",
                 )
             },
@@ -114,7 +116,15 @@ class QueryRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="body")
     def pretty_body(self, obj: QueryRequest) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.body, indent=2, ensure_ascii=False))
+        return format_html("<pre>{}</pre>", json.dumps(obj.body_json, indent=2, ensure_ascii=False))
+
+    @admin.display(description="compiled SQL and parameters")
+    def pretty_plan(self, obj: QueryRequest) -> str:
+        if not obj.plan:
+            return "-"
+        plan = json.loads(obj.plan)
+        params = "\n".join(f"  {kind} {value}" for kind, value in plan.get("params", []))
+        return format_html("<pre>{}</pre><pre>{}</pre>", plan.get("sql", ""), params or "")
 
     @admin.display(description="files")
     def pretty_files(self, obj: QueryRequest) -> str:
@@ -145,7 +155,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
     def rerun_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         for query in queryset.select_related("customer"):
             try:
-                created = query_create(customer=query.customer, body=query.body)
+                created = query_create(customer=query.customer, body=query.body_json)
             except (ConcurrencyLimitReached, QueryValidationError) as error:
                 self.message_user(request, f"{query.guid}: not re-run: {error.message}", messages.WARNING)
             else:

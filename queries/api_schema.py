@@ -590,7 +590,7 @@ def _part_download_describe(operation: JsonSchema) -> None:
 
 def _head_operation(location: JsonSchema) -> JsonSchema:
     ok_headers = {h.name: {**h.definition(), "required": False} for h in FILE_HEADERS}
-    ok_headers[CONTENT_LENGTH.name] = CONTENT_LENGTH.definition()  # 0 until there is a file
+    ok_headers[CONTENT_LENGTH.name] = CONTENT_LENGTH.definition()  # the file's, or the JSON's GET would send
     ok_headers[QUERY_STATUS.name] = QUERY_STATUS.definition()
     ok_headers[ROW_COUNT.name] = ROW_COUNT.definition()
     responses = location["responses"]
@@ -599,13 +599,18 @@ def _head_operation(location: JsonSchema) -> JsonSchema:
         "summary": "The first part's download headers",
         "description": "No body. Once the query is Completed: the headers a download of part 0 carries "
         "(Content-Type application/gzip, Content-Length, ETag, Last-Modified, Content-Disposition) plus "
-        "X-Row-Count; before that, Content-Length 0. X-Query-Status always.",
+        "X-Row-Count; otherwise the headers of what GET answers (Content-Type application/json and its "
+        "Content-Length; 410 once the result expired). X-Query-Status always.",
         "tags": location.get("tags", []),
         "parameters": location.get("parameters", []),
         "security": location.get("security", []),
         "responses": {
             "200": {"description": "The query exists.", "headers": ok_headers},
             "401": responses["401"],
+            "410": {
+                "description": "The result expired and its files were deleted (retention).",
+                "headers": {QUERY_STATUS.name: QUERY_STATUS.definition()},
+            },
             "404": responses["404"],
             "429": responses["429"],
         },

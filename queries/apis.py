@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -13,10 +14,12 @@ from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exports.storage.base import ObjectNotFound, Storage, StorageError
 from insights.errors import ApiError
 from insights.models import Customer
 from queries import api_schema as doc
@@ -27,6 +30,8 @@ from queries.models import QueryRequest, QueryStatus
 from queries.selectors import STATUS_FIELDS, catalog_describe, query_get
 from queries.services import query_cancel, query_create
 from queries.validation import QueryValidationError
+
+logger = logging.getLogger(__name__)
 
 PENDING_LOCATION = "Process has not finish yet, please verify the status of your request"
 RETRY_AFTER_SECONDS = 5
@@ -183,12 +188,26 @@ def _file_entries(query: QueryRequest) -> list[dict[str, Any]]:
     entries = [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files]
     if query.destination_id is None:
         return entries
-    storage = query_storage(query)
-    for entry in entries:
-        url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
-        if url:
-            entry["url"] = url
+    with query_storage(query) as storage:
+        for entry in entries:
+            url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
+            if url:
+                entry["url"] = url
     return entries
+
+
+def _expired(query: QueryRequest) -> ApiError:
+    return ApiError(
+        f"The result of query {query.guid} has expired and its files were deleted; run the query again.",
+        status_code=status.HTTP_410_GONE,
+    )
+
+
+def _json_head(body: Any, status_code: int) -> HttpResponse:
+    """A HEAD answer carrying the headers of the JSON a GET would send: its type and length, no body."""
+    response = HttpResponse(status=status_code, content_type="application/json")
+    response["Content-Length"] = str(len(JSONRenderer().render(body)))
+    return response
 
 
 def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
@@ -223,21 +242,25 @@ class QueryDetailApi(QueryApiBase):
     def get(self, request: Request, guid: str) -> Response:
         query = query_get(customer=self.customer(request), guid=guid)
         if query.status == QueryStatus.EXPIRED:
-            raise ApiError(
-                f"The result of query {query.guid} has expired and its files were deleted; run the query again.",
-                status_code=status.HTTP_410_GONE,
-            )
+            raise _expired(query)
         return Response(location_body(query))
 
     def head(self, request: Request, guid: str) -> HttpResponse:
+        """A Completed query: the headers of its first file's download. Otherwise the headers of what GET
+        answers (JSON, its length), with no body either way."""
         query = query_get(customer=self.customer(request), guid=guid)
-        response = HttpResponse(status=200)
         if query.status == QueryStatus.COMPLETED and query.files:
+            response = HttpResponse(status=200)
             for key, value in _file_headers(query, query.files[0]).items():
                 response[key] = value
             response["X-Row-Count"] = str(query.row_count or 0)
+        elif query.status == QueryStatus.EXPIRED:
+            expired = _expired(query)
+            response = _json_head(
+                {"code": expired.status_code, "message": expired.message}, expired.status_code
+            )
         else:
-            response["Content-Length"] = "0"
+            response = _json_head(location_body(query), status.HTTP_200_OK)
         response["X-Query-Status"] = query.status
         return response
 
@@ -287,7 +310,9 @@ class QueryDownloadApi(QueryApiBase):
                 303: OpenApiResponse(description="The result is on S3: fetch it from Location (presigned)."),
                 404: OpenApiResponse(doc.DownloadNotFound, "An unknown guid, or no such part."),
                 409: doc.error("The query has no result to download (not Completed)."),
+                410: doc.error("The result's files were deleted (retention) after the query completed."),
                 416: OpenApiResponse(description="The range starts past the end of the part."),
+                503: doc.error("The storage holding the result cannot be reached; retry after Retry-After."),
             }
         ),
     )
@@ -302,25 +327,46 @@ class QueryDownloadApi(QueryApiBase):
             )
         entry = query.files[part]
         storage = query_storage(query)
-        url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
-        if url:
-            return HttpResponseRedirect(url, status=status.HTTP_303_SEE_OTHER)
-        return _stream(request, query, entry, storage)
+        try:
+            url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
+            if url:
+                storage.close()
+                return HttpResponseRedirect(url, status=status.HTTP_303_SEE_OTHER)
+            return _stream(request, query, entry, storage)  # closes the storage once the file is sent
+        except BaseException:
+            storage.close()
+            raise
 
 
 def _stream(
-    request: Request, query: QueryRequest, entry: dict[str, Any], storage: Any
+    request: Request, query: QueryRequest, entry: dict[str, Any], storage: Storage
 ) -> HttpResponse | StreamingHttpResponse:
     size = int(entry["size"])
     try:
         wanted = byte_range_parse(request.headers.get("Range"), size)
     except RangeNotSatisfiable:
+        storage.close()
         response = HttpResponse(status=416)
         response["Content-Range"] = f"bytes */{size}"
         return response
     first, last = wanted if wanted else (0, size - 1)
-    stream = storage.open(entry["path"], start=first, end=last + 1)
-    streaming = StreamingHttpResponse(_chunks(stream), status=206 if wanted else 200)
+    try:
+        stream = storage.open(entry["path"], start=first, end=last + 1)
+    except ObjectNotFound:
+        # Retention (or an operator) removed the file after this request read the query.
+        raise ApiError(
+            f"The result of query {query.guid} is no longer available (its files were deleted); run the query "
+            "again.",
+            status_code=status.HTTP_410_GONE,
+        ) from None
+    except StorageError as error:
+        logger.warning("query %s: its result cannot be read: %s", query.guid, error)
+        raise ApiError(
+            "The storage holding this result cannot be reached; try again later.",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    streaming = StreamingHttpResponse(_chunks(stream, storage), status=206 if wanted else 200)
     for key, value in _file_headers(query, entry).items():
         streaming[key] = value
     streaming["Content-Length"] = str(last - first + 1 if size else 0)
@@ -329,7 +375,12 @@ def _stream(
     return streaming
 
 
-def _chunks(stream: Any) -> Iterator[bytes]:
-    with stream:
-        while chunk := stream.read(CHUNK):
-            yield chunk
+def _chunks(stream: Any, storage: Storage) -> Iterator[bytes]:
+    """The file's bytes; the stream and its storage (an SFTP connection) are closed when sending ends, also
+    when the client goes away (the server closes this generator)."""
+    try:
+        with stream:
+            while chunk := stream.read(CHUNK):
+                yield chunk
+    finally:
+        storage.close()

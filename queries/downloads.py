@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# More digits than any file size has: such a position is past every end (and int() of thousands of digits
+# is refused by Python itself), so it is compared as text.
+_MAX_DIGITS = 18
 
 
 class RangeNotSatisfiable(Exception):
@@ -25,14 +28,20 @@ def byte_range_parse(header: str | None, size: int) -> tuple[int, int] | None:
     if not first_text and not last_text:
         return None
     if not first_text:  # suffix range: the last N bytes
-        suffix = int(last_text)
+        suffix = _position(last_text)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable()
         return max(size - suffix, 0), size - 1
-    first = int(first_text)
+    first = _position(first_text)
     if first >= size:
         raise RangeNotSatisfiable()
-    last = int(last_text) if last_text else size - 1
+    last = _position(last_text) if last_text else size - 1
     if last < first:
         return None
     return first, min(last, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position; one too long to be any file's is clamped to a value past every end."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10**_MAX_DIGITS

@@ -5,17 +5,28 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from exports.storage.base import StorageError
 from insights.destinations import destination_storage
 from insights.models import Customer, Destination
 from queries.delivery import query_storage
+from queries.dispatch import broker_messages_lost, queries_enqueue
+from queries.journal import journal_settle
+from queries.lifecycle import (
+    leases_expired_cancel,
+    leases_expired_release,
+    leases_expired_spent,
+    publications_interrupted,
+    queries_unclaimed,
+    query_expire,
+    query_publication_settle,
+)
 from queries.models import QueryRequest, QueryStatus
 
 logger = logging.getLogger(__name__)
@@ -44,20 +55,15 @@ def results_expire(*, now: datetime | None = None) -> int:
 
 
 def _expire(query: QueryRequest) -> int:
-    storage = query_storage(query)
     try:
-        storage.delete(
-            [f["path"] for f in query.files] + ([query.manifest_path] if query.manifest_path else [])
-        )
+        with query_storage(query) as storage:
+            storage.delete(
+                [f["path"] for f in query.files] + ([query.manifest_path] if query.manifest_path else [])
+            )
     except StorageError as error:
         logger.warning("query %s: retention could not delete its files yet: %s", query.guid, error)
         return 0
-    finally:
-        storage.close()
-    return QueryRequest.objects.filter(pk=query.pk, status=QueryStatus.COMPLETED).update(
-        status=QueryStatus.EXPIRED,
-        messages=[f"The result was deleted after the {query.customer.retention_days}-day retention period."],
-    )
+    return int(query_expire(query=query, retention_days=query.customer.retention_days))
 
 
 def uploads_sweep(*, older_than: timedelta | None = None) -> int:
@@ -66,13 +72,11 @@ def uploads_sweep(*, older_than: timedelta | None = None) -> int:
     older_than = older_than or sweep_age()
     removed = 0
     for destination in [None, *Destination.objects.exclude(kind="local")]:
-        storage = destination_storage(destination)
         try:
-            removed += storage.sweep_incomplete(older_than)
+            with destination_storage(destination) as storage:
+                removed += storage.sweep_incomplete(older_than)
         except StorageError as error:
             logger.warning("sweeping %s failed: %s", destination or "local storage", error)
-        finally:
-            storage.close()
     cutoff = time.time() - older_than.total_seconds()
     for workdir in (Path(settings.VAR_DIR) / "work").glob("*"):
         if workdir.is_dir() and workdir.stat().st_mtime < cutoff:
@@ -81,35 +85,40 @@ def uploads_sweep(*, older_than: timedelta | None = None) -> int:
     return removed
 
 
-def leases_reap(*, now: datetime | None = None) -> tuple[int, int]:
-    """Pending queries whose worker died (lease expired) or that no worker ever claimed: enqueue them again,
-    or fail them after QUERY_MAX_ATTEMPTS attempts. Returns (requeued, failed)."""
-    from queries.services import query_enqueue
+@dataclass(frozen=True)
+class Reaped:
+    """What one reaper tick did."""
 
+    requeued: int = 0  # runs whose worker died, and queued queries whose message was lost, sent again
+    failed: int = 0  # runs that used their last attempt
+    canceled: int = 0  # dead runs a cancel had been asked for
+    settled: int = 0  # publications interrupted by a dead run, finished (Completed) or rolled back
+
+
+def leases_reap(*, now: datetime | None = None) -> Reaped:
+    """One tick of the reaper: settle publications interrupted by a dead worker; end or re-run queries whose
+    worker died (lease expired); send again queued queries whose broker message was lost."""
     now = now or timezone.now()
-    max_attempts = settings.QUERY_MAX_ATTEMPTS
-    stuck_after = timedelta(seconds=settings.QUERY_REQUEUE_AFTER_SECONDS)
-    pending = QueryRequest.objects.filter(status=QueryStatus.PENDING)
-    lost = pending.filter(lease_expires_at__lt=now)
-    gave_up = lost.filter(attempts__gte=max_attempts).update(
-        status=QueryStatus.FAILED,
-        finished_at=now,
-        lease_expires_at=None,
-        messages=[f"The query did not finish after {max_attempts} attempts; it has been logged for review."],
+    settled = sum(_publication_settle(query, now) for query in publications_interrupted(now=now))
+    canceled = leases_expired_cancel(now=now)
+    failed = leases_expired_spent(now=now)
+    released = leases_expired_release(now=now)
+    # A broker that restarted empty lost every queued message: send them all now, not after the wait.
+    unclaimed = queries_unclaimed(now=now, all_of_them=broker_messages_lost())
+    requeued = queries_enqueue(list(dict.fromkeys(released + unclaimed)))
+    return Reaped(requeued=requeued, failed=failed, canceled=canceled, settled=settled)
+
+
+def _publication_settle(query: QueryRequest, now: datetime) -> int:
+    try:
+        published = journal_settle(query.publication or {})
+    except StorageError as error:
+        logger.warning("query %s: its interrupted publication cannot be settled yet: %s", query.guid, error)
+        return 0
+    logger.info(
+        "query %s: publication of attempt %s %s",
+        query.guid,
+        query.attempts,
+        "was complete" if published else "was incomplete and is rolled back",
     )
-    # A canceled query whose worker died ends Canceled, freeing its slot.
-    pending.filter(lease_expires_at__lt=now, cancel_requested=True).update(
-        status=QueryStatus.CANCELED,
-        finished_at=now,
-        lease_expires_at=None,
-        messages=["Canceled at the customer's request."],
-    )
-    retry = pending.filter(
-        Q(lease_expires_at__lt=now, attempts__lt=max_attempts)
-        | Q(lease_expires_at__isnull=True, submitted_at__lt=now - stuck_after)
-    ).filter(cancel_requested=False)
-    requeued = 0
-    for query_id in retry.values_list("pk", flat=True):
-        query_enqueue(query_id=query_id)
-        requeued += 1
-    return requeued, gave_up
+    return int(query_publication_settle(query=query, now=now, published=published))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from django.db import models
 
@@ -25,12 +27,20 @@ TERMINAL_STATUSES = (QueryStatus.COMPLETED, QueryStatus.FAILED, QueryStatus.CANC
 class QueryRequest(models.Model):
     guid = models.CharField(max_length=32, unique=True, default=guid_new, editable=False)
     customer = models.ForeignKey("insights.Customer", on_delete=models.PROTECT, related_name="queries")
-    body = models.JSONField(help_text="The request body as the customer sent it.")
+    # Text, not a JSONField: PostgreSQL's jsonb would reorder the customer's keys (and so its columns).
+    body = models.TextField(
+        help_text="The request body as the customer sent it (JSON, in its own key order)."
+    )
     fingerprint = models.CharField(max_length=64, db_index=True)
-    compiled_sql = models.TextField(blank=True)
+    plan = models.TextField(
+        blank=True,
+        help_text="What a run executes, compiled once at POST (queries.plan): SQL, parameters, columns.",
+    )
     status = models.CharField(max_length=16, choices=QueryStatus.choices, default=QueryStatus.PENDING)
     messages = models.JSONField(default=list, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # When the run was last handed to the broker; NULL: never, or the hand-over failed (the reaper retries).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
 
     # Execution: attempt is the fencing token of the current lease; only its holder may publish.
     attempts = models.PositiveIntegerField(default=0)
@@ -56,6 +66,10 @@ class QueryRequest(models.Model):
     )
     manifest_path = models.CharField(max_length=500, blank=True)
     row_count = models.BigIntegerField(null=True, blank=True)
+    # The publication journal: what an attempt is about to place at its destination (destination, files,
+    # manifest), written just before the first final name appears and cleared when the query ends. An
+    # attempt that died mid-publish leaves it behind for the next one to finish or roll back (queries.journal).
+    publication = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["customer", "status"], name="query_customer_status")]
@@ -67,3 +81,8 @@ class QueryRequest(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def body_json(self) -> Any:
+        """The body, decoded (objects keep the customer's key order)."""
+        return json.loads(self.body)

@@ -13,8 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django import db
@@ -37,33 +37,57 @@ from exports.writers import (
     write_csv_gzip_parts,
 )
 from insights.destinations import destination_default, destination_storage
+from insights.failpoints import failpoint
 from insights.models import Destination
-from queries.compiler import query_compile
 from queries.delivery import report_key
+from queries.dispatch import query_enqueue
 from queries.errors import QueryFailed
-from queries.models import QueryStatus
-from queries.part_upload import DeliveryTries, PartUploader
-from queries.services import (
+from queries.journal import journal_build
+from queries.lifecycle import (
+    INTERNAL_ERROR,
     Claim,
     lease_duration,
     query_claim,
     query_complete,
+    query_completed_with,
     query_delivery_attempted,
     query_fail,
     query_heartbeat,
     query_lease_renew,
+    query_publication_record,
+    query_release,
+    query_stopped,
 )
-from queries.validation import QueryValidationError, query_validate
+from queries.part_upload import DeliveryTries, PartUploader
+from queries.plan import PlanError, plan_statement
 from queries.warehouse import warehouse_engine
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0
 EMPTY_RESULT = "The query returned empty values"
-CANCELED = "Canceled at the customer's request."
-TIMED_OUT = (
-    "The query ran longer than the time limit and was canceled; narrow the timestamp window or the filters."
+NOT_RUNNABLE = (
+    "This query was submitted to an earlier version of the service and cannot run; submit it again."
 )
+WAREHOUSE_CHANGED = "The warehouse changed since this query was submitted; submit it again."
+WAREHOUSE_FAILED = "The warehouse could not run the query; the error has been logged."
+WRITE_FAILED = (
+    "The result could not be written because of a problem on our side; it has been logged. Try again later."
+)
+# A retryable failure is run again after this many seconds times the attempt number.
+RETRY_BACKOFF_SECONDS = 2.0
+
+
+def warehouse_unavailable_message(attempts: int) -> str:
+    return f"The warehouse was unavailable; the query was tried {attempts} times. Try again later."
+
+
+class _RetryLater(Exception):
+    """The run failed in a way another attempt may not: `message` is what the customer reads if none is left."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -98,21 +122,26 @@ def query_run(*, query_id: int) -> None:
         _run(claim, workdir)
     except QueryFailed as failure:
         query_fail(claim=claim, message=failure.message)
+    except _RetryLater as retry:
+        if query_release(claim=claim, message=retry.message):
+            query_enqueue(query_id=query_id, countdown=RETRY_BACKOFF_SECONDS * claim.attempt)
     except Exception:
         logger.exception("query %s attempt %s failed unexpectedly", claim.request.guid, claim.attempt)
-        query_fail(claim=claim, message="The query failed because of an internal error; it has been logged.")
+        query_fail(claim=claim, message=INTERNAL_ERROR)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run(claim: Claim, workdir: Path) -> None:
-    customer = claim.request.customer
+    """Execute the plan compiled at POST (never the body again: see queries.plan)."""
     try:
-        query = query_validate(claim.request.body, max_window=timedelta(days=customer.max_window_days))
-    except QueryValidationError as error:
-        raise QueryFailed(f"The query is no longer valid: {error.message}") from None
+        statement = plan_statement(claim.request.plan)
+    except PlanError:
+        logger.exception("query %s has a plan this worker cannot run", claim.request.guid)
+        raise QueryFailed(NOT_RUNNABLE) from None
     engine = warehouse_engine()
-    statement = query_compile(query, customer_id=customer.key, dialect=engine.dialect)
+    if statement.dialect != engine.dialect.name:
+        raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
     progress = _Progress(deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
     # The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
@@ -126,13 +155,23 @@ def _run(claim: Claim, workdir: Path) -> None:
         supervisor.join()
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """Where this run's result goes: the customer's default destination (None: this server's local
+    directory), its storage, the open publication and the retry policy."""
+
+    destination: Destination | None
+    storage: Storage
+    publication: Publication
+    tries: DeliveryTries
+
+
 def _export_and_publish(
     claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
 ) -> None:
     """Export into a publication at the customer's destination (parts upload while later parts are being
     written), then commit it: all or nothing, manifest last."""
-    destination = destination_default(claim.request.customer)  # None: this server's local directory
-    storage = destination_storage(destination)
+    destination = destination_default(claim.request.customer)
     tries = DeliveryTries(
         retries=int(settings.DELIVERY_RETRIES),
         backoff_seconds=float(settings.DELIVERY_BACKOFF_SECONDS),
@@ -140,22 +179,14 @@ def _export_and_publish(
         record_try=lambda: query_delivery_attempted(claim=claim),
         label=f"query {claim.request.guid}",
     )
-    try:
-        with storage.publication() as publication:
-            parts = _export_uploading(claim, engine, statement, workdir, progress, publication, tries)
-            if parts is None:
-                return  # canceled; leaving the block removes what was staged
-            if sum(p.rows for p in parts) == 0:
-                raise QueryFailed(EMPTY_RESULT)
-            _commit(
-                claim,
-                (storage, publication, destination),
-                tries,
-                parts,
-                schema=manifest_schema(statement.columns),
-            )
-    finally:
-        storage.close()
+    with destination_storage(destination) as storage, storage.publication() as publication:
+        delivery = _Delivery(destination, storage, publication, tries)
+        parts = _export_uploading(claim, engine, statement, workdir, progress, delivery)
+        if parts is None:
+            return  # canceled; leaving the block removes what was staged
+        if sum(p.rows for p in parts) == 0:
+            raise QueryFailed(EMPTY_RESULT)
+        _commit(claim, delivery, parts, schema=manifest_schema(statement.columns))
 
 
 def _export_uploading(
@@ -164,16 +195,15 @@ def _export_uploading(
     statement: Statement,
     workdir: Path,
     progress: _Progress,
-    publication: Publication,
-    tries: DeliveryTries,
+    delivery: _Delivery,
 ) -> list[PartFile] | None:
     """The parts written (and staged), or None when the export was canceled (the query is marked so)."""
     customer = claim.request.customer
     uploader = PartUploader(
-        publication,
+        delivery.publication,
         key_for=lambda name: report_key(customer, name),
         in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
-        tries=tries,
+        tries=delivery.tries,
         stop=progress.stop,
         on_thread_exit=lambda: db.connection.close(),  # the upload thread's own connection
     )
@@ -182,8 +212,7 @@ def _export_uploading(
         uploader.finish()
         return parts
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
-        timed_out = progress.timed_out or time.monotonic() >= progress.deadline
-        query_fail(claim=claim, status=QueryStatus.CANCELED, message=TIMED_OUT if timed_out else CANCELED)
+        query_stopped(claim=claim, timed_out=progress.timed_out or time.monotonic() >= progress.deadline)
         return None
     except WriteLimitExceeded:
         raise QueryFailed(
@@ -191,9 +220,14 @@ def _export_uploading(
             "narrow the timestamp window, the fields or the filters."
         ) from None
     except WarehouseError as error:
-        raise QueryFailed(f"The warehouse could not run the query: {error}") from None
+        # The customer reads what happened in its terms; the server's own words go to the log.
+        logger.warning("query %s: warehouse error: %s", claim.request.guid, error)
+        if error.retryable:
+            raise _RetryLater(warehouse_unavailable_message(claim.attempt)) from None
+        raise QueryFailed(WAREHOUSE_FAILED) from None
     except WriteError as error:
-        raise QueryFailed(f"The result could not be written: {error}") from None
+        logger.error("query %s: the result could not be written: %s", claim.request.guid, error)
+        raise QueryFailed(WRITE_FAILED) from None
     finally:
         uploader.close()
 
@@ -260,46 +294,54 @@ def _holds(claim: Claim) -> bool:
 
 
 def _commit(
-    claim: Claim,
-    target: tuple[Storage, Publication, Destination | None],
-    tries: DeliveryTries,
-    parts: list[PartFile],
-    *,
-    schema: list[dict[str, str]],
+    claim: Claim, delivery: _Delivery, parts: list[PartFile], *, schema: list[dict[str, str]]
 ) -> None:
-    """Place the staged parts and the manifest, then mark the query Completed (fenced by the attempt)."""
-    storage, publication, destination = target
+    """Journal the publication, place the staged parts and the manifest, then mark the query Completed; each
+    step is fenced by the attempt."""
     request = claim.request
     manifest = manifest_build(
         parts=parts,
-        query=request.body,
+        query=request.body_json,
         fingerprint=request.fingerprint,
         schema=schema,
         created_at=timezone.now(),
         guid=request.guid,
     )
     manifest_key = report_key(request.customer, manifest_file_name(guid=request.guid))
-    keys = [report_key(request.customer, p.name) for p in parts]
-    # The fencing check runs once everything is staged, just before the first file becomes visible.
-    tries.run(
-        lambda: publication.commit(
+    files: list[dict[str, Any]] = [
+        {
+            "path": report_key(request.customer, p.name),
+            "size": p.compressed_bytes,
+            "rows": p.rows,
+            "bytes": p.bytes,
+            "sha256": p.sha256,
+        }
+        for p in parts
+    ]
+    destination_id = delivery.destination.pk if delivery.destination else None
+    # Journaled before the first final name appears: if this worker dies from here to `Completed`, the reaper
+    # finds what it placed and finishes or removes it (queries.journal), and no other attempt runs meanwhile.
+    journal = journal_build(destination_id=destination_id, files=files, manifest_path=manifest_key)
+    if not query_publication_record(claim=claim, journal=journal):
+        logger.warning("query %s attempt %s lost its lease before publishing", request.guid, claim.attempt)
+        return  # leaving the publication block removes what was staged
+    delivery.tries.run(
+        lambda: delivery.publication.commit(
             (manifest_bytes(manifest), manifest_key), commit_check=lambda: _holds(claim)
         )
     )
-    files = [
-        {"path": key, "size": p.compressed_bytes, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256}
-        for p, key in zip(parts, keys, strict=True)
-    ]
+    failpoint("publish.committed")
     if not query_complete(
         claim=claim,
         files=files,
         manifest_path=manifest_key,
         rows=sum(p.rows for p in parts),
         bytes_written=sum(p.bytes for p in parts),
-        destination=destination,
+        destination_id=destination_id,
     ):
-        # The lease was lost after the fenced publish (the worker stalled for a whole lease between the
-        # check and the renames). This attempt's parts go; the manifest key is shared by every attempt,
-        # so it is left to the winner.
+        # The lease was lost after the fenced publish: the worker stalled for a whole lease between the check
+        # and `Completed`. If the reaper found this publication complete, the query is Completed with these
+        # very files; otherwise they go (the manifest key is shared by every attempt: it is left to the winner).
         logger.error("query %s attempt %s lost its lease after publishing", request.guid, claim.attempt)
-        storage.delete(keys)
+        if not query_completed_with(query_id=request.pk, files=files):
+            delivery.storage.delete([str(entry["path"]) for entry in files])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from celery import shared_task
 
+from queries.dispatch import RUN_TASK
 from queries.maintenance import leases_reap, results_expire, uploads_sweep
 from queries.runner import query_run
 
 
-@shared_task(name="queries.run", acks_late=True, ignore_result=True)
+@shared_task(name=RUN_TASK, acks_late=True, ignore_result=True)
 def query_run_task(query_id: int) -> None:
     """Run a query; a duplicate delivery finds the lease held or the query finished and does nothing."""
     query_run(query_id=query_id)
@@ -25,5 +28,5 @@ def uploads_sweep_task() -> int:
 
 
 @shared_task(name="queries.reap_leases", ignore_result=True)
-def leases_reap_task() -> tuple[int, int]:
-    return leases_reap()
+def leases_reap_task() -> dict[str, int]:
+    return asdict(leases_reap())

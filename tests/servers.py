@@ -153,14 +153,26 @@ def _wait_for_postgres(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+REDIS_DATABASES = 256
+
+
 @dataclass
 class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
+    _next_db: int = 1
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def database_url(self) -> str:
+        """A database of its own (1, 2, ...): services sharing this server must not see each other's messages
+        (a worker would run another service's query id in its own metadata database)."""
+        if self._next_db >= REDIS_DATABASES:
+            raise RuntimeError("this Redis server has no free database left")
+        self._next_db += 1
+        return f"redis://127.0.0.1:{self.port}/{self._next_db - 1}"
 
 
 @contextlib.contextmanager
@@ -179,6 +191,8 @@ def redis_server() -> Iterator[RedisServer]:
             "",
             "--appendonly",
             "no",
+            "--databases",
+            str(REDIS_DATABASES),
             "--dir",
             str(base),
         ],

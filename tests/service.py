@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import _stop, free_port, wait_for_port
+import pytest
+
+from tests.servers import PostgresServer, RedisServer, _stop, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -39,12 +41,14 @@ class Service:
     env: dict[str, str]
     base_url: str
     var_dir: Path
+    shape: Shape
+    bin_dir: Path = BIN
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     beat: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [str(self.bin_dir / "python"), "manage.py", *args],
             cwd=ROOT,
             env=self.env,
             check=True,
@@ -60,6 +64,26 @@ class Service:
             args += ["--max-concurrent", str(max_concurrent)]
         return self.manage(*args).strip().splitlines()[-1]
 
+    def web_start(self, port: int, *, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """gunicorn on `port` (2 processes of 8 threads), logging to web-<port>.log; returns once it listens."""
+        log = open(
+            self.var_dir / ("web.log" if self.base_url.endswith(f":{port}") else f"web-{port}.log"), "ab"
+        )
+        web = subprocess.Popen(
+            [
+                str(self.bin_dir / "gunicorn"),
+                "insights.wsgi",
+                *("--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8"),
+            ],
+            cwd=ROOT,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for_port(port, process=web)
+        return web
+
     def worker_start(
         self,
         concurrency: int = 2,
@@ -72,7 +96,7 @@ class Service:
         log = open(self.var_dir / f"worker-{len(self.workers)}.log", "ab")
         process = subprocess.Popen(
             [
-                str(BIN / "celery"),
+                str(self.bin_dir / "celery"),
                 "-A",
                 "insights",
                 "worker",
@@ -105,16 +129,7 @@ class Service:
             return self.beat
         log = open(self.var_dir / "beat.log", "ab")
         self.beat = subprocess.Popen(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "insights",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.var_dir / "celerybeat-schedule"),
-            ],
+            [str(self.bin_dir / "celery"), "-A", "insights", "beat", "--loglevel", "INFO"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -136,9 +151,11 @@ class Service:
         body: Any = None,
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
+        base_url: str | None = None,
     ) -> HttpResponse:
+        """One HTTP request to the service (or to another web process of it at `base_url`)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request = urllib.request.Request((base_url or self.base_url) + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         if key:
@@ -181,49 +198,109 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+@dataclass(frozen=True)
+class Shape:
+    """Where a service keeps its state. `embedded`: what `make run` uses (SQLite metadata, a DuckDB warehouse,
+    the filesystem broker, a file cache). `production`: what docker-compose.yml runs (PostgreSQL metadata and
+    warehouse, Redis broker and cache)."""
+
+    name: str
+    database_url: str
+    broker_url: str
+    warehouse_url: str
+    cache_url: str
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.broker_url,
+            "WAREHOUSE_URL": self.warehouse_url,
+            "CACHE_URL": self.cache_url,
+        }
+        if not self.database_url.startswith("sqlite"):
+            env["INSIGHTS_SECRETS_KEY"] = TEST_SECRETS_KEY  # required beside a shared metadata database
+        return env
+
+
+SHAPES = ("embedded", "production")
+TEST_SECRETS_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtb2Yta2V5LTAwMDA="
+
+
+def embedded_shape(var_dir: Path) -> Shape:
+    return Shape(
+        name="embedded",
+        database_url=f"sqlite:///{var_dir / 'insights.sqlite3'}",
+        broker_url="filesystem://",
+        warehouse_url=f"duckdb:///{var_dir / 'warehouse.duckdb'}",
+        cache_url=f"file://{var_dir / 'cache'}",
+    )
+
+
+def production_shape(postgres: PostgresServer, redis: RedisServer, label: str) -> Shape:
+    """PostgreSQL metadata and warehouse (databases of their own) and a Redis database of its own."""
+    redis_url = redis.database_url()
+    return Shape(
+        name="production",
+        database_url=postgres.create_database(f"{label}_meta"),
+        broker_url=redis_url,
+        warehouse_url=postgres.create_database(f"{label}_warehouse"),
+        cache_url=redis_url,
+    )
+
+
+def shape_make(name: str, request: pytest.FixtureRequest, var_dir: Path, label: str) -> Shape:
+    """The shape called `name`; the production one starts (or reuses) the session's PostgreSQL and Redis."""
+    if name == "embedded":
+        return embedded_shape(var_dir)
+    return production_shape(request.getfixturevalue("postgres"), request.getfixturevalue("redis"), label)
+
+
 @contextlib.contextmanager
 def service_running(
-    *, database_url: str, broker_url: str, var_dir: Path, extra_env: dict[str, str] | None = None
+    *,
+    shape: Shape,
+    var_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    bin_dir: Path = BIN,
+    seed: bool = True,
 ) -> Iterator[Service]:
-    """Migrate, seed a DuckDB warehouse and start gunicorn; workers are started by the tests that want them."""
+    """Migrate, seed the warehouse with demo data and start gunicorn; workers are started by the tests that
+    want them. `bin_dir` holds the python, gunicorn and celery to run (another virtualenv's, say)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "insights.settings",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker_url,
         "INSIGHTS_VAR_DIR": str(var_dir),
-        "WAREHOUSE_URL": f"duckdb:///{var_dir / 'warehouse.duckdb'}",
         "LOG_LEVEL": "WARNING",
-        # Each service its own cache (in its var dir): failed-authentication counts must not cross test modules.
-        "CACHE_URL": "",
+        **shape.env(),
         **(extra_env or {}),
     }
     port = free_port()
-    service = Service(env=env, base_url=f"http://127.0.0.1:{port}", var_dir=var_dir)
-    service.manage("migrate", "--noinput")
-    service.manage("seed_demo", "--customers", "3", "--sessions", "400", "--seed", "7")
-    web_log = open(var_dir / "web.log", "wb")
-    web = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "insights.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "8",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=web_log,
-        stderr=subprocess.STDOUT,
+    service = Service(
+        env=env, base_url=f"http://127.0.0.1:{port}", var_dir=var_dir, shape=shape, bin_dir=bin_dir
     )
+    service.manage("migrate", "--noinput")
+    if seed:
+        service.manage("seed_demo", "--customers", "3", "--sessions", "400", "--seed", "7")
+    web = service.web_start(port)
     try:
-        wait_for_port(port, process=web)
         yield service
     finally:
         service.workers_stop()
         service.beat_stop()
         _stop(web)
-        web_log.close()
+
+
+def warehouse_rows(service: Service, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Rows read straight from the service's warehouse (`?` placeholders, either engine): what a result must
+    hold, computed without the service."""
+    url = service.shape.warehouse_url
+    if url.startswith("duckdb://"):
+        import duckdb
+
+        with duckdb.connect(url.removeprefix("duckdb://"), read_only=True) as con:
+            return con.execute(sql, params).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), params).fetchall()]

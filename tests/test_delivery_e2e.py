@@ -1,4 +1,5 @@
-"""Delivery through the whole service: a customer whose default destination is S3 (a real moto_server)."""
+"""Delivery through the whole service, on both shapes: a customer whose default destination is S3 (a real
+moto_server) or a chrooted SFTP account (a real OpenSSH sshd)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from queries.demo import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
 from tests.seed_requests import REQUEST_1
-from tests.service import Service, service_running
+from tests.service import SHAPES, Service, service_running, shape_make
 from tests.sshd import SshdServer, sshd_server
 from tests.test_service_e2e import _submit
 
@@ -24,12 +25,11 @@ def s3() -> Iterator[MotoServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
+@pytest.fixture(scope="module", params=SHAPES)
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    var_dir = tmp_path_factory.mktemp(f"delivery-{request.param}")
     with service_running(
-        database_url=postgres.create_database("insights_delivery"),
-        broker_url=redis.url,
-        var_dir=tmp_path_factory.mktemp("delivery"),
+        shape=shape_make(request.param, request, var_dir, "delivery"), var_dir=var_dir
     ) as running:
         running.worker_start()
         yield running

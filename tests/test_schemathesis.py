@@ -23,7 +23,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from queries.api_schema import GUID_PATTERN
 from queries.demo import DEMO_CUSTOMER_KEYS
-from tests.service import Service, service_running
+from tests.service import Service, production_shape, service_running
 
 SCHEMA_PATH = "/_rest/v4/schema"
 ONE_DAY = {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"}
@@ -97,8 +97,7 @@ SCHEMATHESIS_CONFIG = {
 def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
     var_dir = tmp_path_factory.mktemp("schemathesis")
     with service_running(
-        database_url=postgres.create_database("insights_schemathesis"),
-        broker_url=redis.url,
+        shape=production_shape(postgres, redis, "schemathesis"),
         var_dir=var_dir,
         # Small parts, so a result has several; no failed-authentication throttle, or the ignored_auth probes
         # (a bad key on every operation) would meet 429s after the 30th.

@@ -1,22 +1,22 @@
-"""The IntelePeer flow end to end over HTTP: gunicorn, real Celery workers on a real Redis, PostgreSQL metadata."""
+"""The IntelePeer flow end to end over HTTP, on both shapes: gunicorn and real Celery workers, on the embedded
+default (SQLite, DuckDB, filesystem broker) and on the production shape (PostgreSQL metadata and warehouse,
+Redis broker and cache)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import re
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import Any
 
-import duckdb
 import pytest
 
 from queries.demo import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1, REQUEST_2
-from tests.service import Service, service_running
-
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "003_0b8d0e32c2ab91e8.txt"
+from tests.service import SHAPES, Service, service_running, shape_make, warehouse_rows
 
 NO_ROWS = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
@@ -29,14 +29,14 @@ LOCATION = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def service(postgres, redis, tmp_path_factory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp("service")
+@pytest.fixture(scope="module", params=SHAPES)
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    var_dir = tmp_path_factory.mktemp(f"service-{request.param}")
     with service_running(
-        database_url=postgres.create_database("insights_e2e"),
-        broker_url=redis.url,
+        shape=shape_make(request.param, request, var_dir, "e2e"),
         var_dir=var_dir,
-        extra_env={"EXPORT_PART_BYTES": "200000"},
+        # X-Forwarded-For gives each throttling test a client address of its own.
+        extra_env={"EXPORT_PART_BYTES": "200000", "TRUST_X_FORWARDED_FOR": "1"},
     ) as running:
         yield running
 
@@ -66,18 +66,6 @@ def _submit(service: Service, key: str, body: dict) -> str:
     return str(guid)
 
 
-def _warehouse_rows(service: Service, sql: str, params: list) -> list[tuple]:
-    path = service.env["WAREHOUSE_URL"].removeprefix("duckdb://")
-    with duckdb.connect(path, read_only=True) as con:
-        return con.execute(sql, params).fetchall()
-
-
-def test_seed_examples_are_the_documented_ones():
-    text = SEED.read_text()
-    assert '"fields": ["FlowId"]' in text
-    assert '"FlowId": {"$eq": "5dcf48b453e0ab04386da7d1"}' in text
-
-
 def test_request_1_end_to_end(service: Service, acme: str, worker: None) -> None:
     guid = _submit(service, acme, REQUEST_1)
     status = service.wait_terminal(guid, acme)
@@ -87,7 +75,7 @@ def test_request_1_end_to_end(service: Service, acme: str, worker: None) -> None
     assert location["guid"] == guid
     assert [set(f) for f in location["files"]] == [{"path", "size", "rows", "sha256"}]
     lines = service.download_rows(guid, acme)
-    expected = _warehouse_rows(
+    expected = warehouse_rows(
         service,
         'SELECT "FlowId" FROM events WHERE "EventName" = ? AND "CustomerId" = ? AND "TimeStamp" >= ? '
         'AND "TimeStamp" <= ? ORDER BY "TimeStamp", _row_id',
@@ -108,7 +96,7 @@ def test_request_2_end_to_end(service: Service, acme: str, worker: None) -> None
         part_lines = service.download_rows(guid, acme, part)
         assert part_lines[0] == ",".join(REQUEST_2["data"]["ApplicationExitEvent"]["fields"])
         lines += part_lines[1:]
-    expected = _warehouse_rows(
+    expected = warehouse_rows(
         service,
         'SELECT "SessionId", "FlowId", "CustomerId" FROM events WHERE "EventName" = ? AND "CustomerId" = ? '
         'AND "TimeStamp" BETWEEN ? AND ? AND "FlowId" = ? ORDER BY "TimeStamp", _row_id',
@@ -277,3 +265,130 @@ def test_cancel_pending_query_frees_the_slot(service: Service) -> None:
         assert finished.json()["code"] == 409
     finally:
         service.workers_stop()
+
+
+MULTI_EVENT: dict[str, Any] = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {
+        "ApplicationExitEvent": {"fields": ["ExitReason", "FlowId"]},
+        "DtmfEvent": {"fields": ["DtmfInput", "SessionId"]},
+        "CallEvent": {"fields": ["Ani", "FlowId", "Duration"]},
+        "MsgEvent": {"fields": ["To", "MessageType", "Segments"]},
+    },
+}
+
+
+def test_columns_come_in_request_order_over_several_events(service: Service, acme: str, worker: None) -> None:
+    """DESIGN §3: the requested fields in request order, union over events, first occurrence wins; EventName
+    first. PostgreSQL's jsonb reorders object keys: this is the test that failed on the production shape."""
+    guid = _submit(service, acme, MULTI_EVENT)
+    assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    header = service.download_rows(guid, acme)[0]
+    assert header == "EventName,ExitReason,FlowId,DtmfInput,SessionId,Ani,Duration,To,MessageType,Segments"
+    events = {line.split(",")[0] for line in service.download_rows(guid, acme)[1:]}
+    assert events == set(MULTI_EVENT["data"])
+
+
+def test_head_of_an_unfinished_query_carries_the_json_headers(service: Service, acme: str) -> None:
+    guid = _submit(service, acme, REQUEST_1)  # no worker: it stays Pending
+    head = service.request("HEAD", f"/_rest/v4/dwh/Q/{guid}", key=acme)
+    get = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme)
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["Content-Type"] == get.headers["Content-Type"] == "application/json"
+    assert int(head.headers["Content-Length"]) == len(get.body)
+    assert head.headers["X-Query-Status"] == "Pending"
+    service.request("DELETE", f"/_rest/v4/dwh/Q/{guid}", key=acme)
+    assert "body bytes on a no-body response" not in (service.var_dir / "web.log").read_text()
+
+
+def test_a_result_whose_file_vanished_is_410_not_500(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    entry = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).json()["files"][0]
+    (service.var_dir / "exports" / entry["path"]).unlink()  # retention's race, or an operator's hand
+    for part in ("/download", "/download/0"):
+        response = service.request("GET", f"/_rest/v4/dwh/Q/{guid}{part}", key=acme)
+        assert response.status == 410, response.body
+        assert response.json()["code"] == 410 and "no longer available" in response.json()["message"]
+
+
+def test_a_range_of_thousands_of_digits_is_answered_not_a_500(
+    service: Service, acme: str, worker: None
+) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    service.wait_terminal(guid, acme)
+    whole = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=acme).body
+    path = f"/_rest/v4/dwh/Q/{guid}/download/0"
+    past_the_end = service.request("GET", path, key=acme, headers={"Range": "bytes=" + "9" * 5000 + "-"})
+    assert past_the_end.status == 416
+    to_the_end = service.request("GET", path, key=acme, headers={"Range": "bytes=0-" + "9" * 5000})
+    assert (to_the_end.status, to_the_end.body) == (206, whole)
+    # As long a part number as fits gunicorn's request line (4094 bytes; longer is its own 414).
+    part = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/" + "9" * 4000, key=acme)
+    assert part.status == 404 and part.json()["code"] == 404  # no such part
+
+
+HOSTILE_BODIES = [
+    ("[" * 5000 + "]" * 5000).encode(),
+    ('{"timestamp": ' + "{" * 3000 + "}" * 3000 + "}").encode(),
+    json.dumps({"timestamp": {"$gte": "x" * 60000}, "data": {}}).encode(),
+    json.dumps({"data": {"CallEvent": {"fields": ["Ani"] * 6000}}}).encode(),
+    b'{"timestamp": {"$gte": "\\ud800\\udfff\\u0000"}, "data": {"\\ud800": {"fields": ["\\u202e"]}}}',
+    b'{"data": 1e999999}',
+    b"\xff\xfe{}",
+    b"",
+]
+
+
+@pytest.mark.parametrize("raw", HOSTILE_BODIES, ids=lambda raw: repr(raw[:20]))
+def test_hostile_bodies_are_clear_400s(service: Service, acme: str, raw: bytes) -> None:
+    response = service.request("POST", "/_rest/v4/dwh/Q", key=acme, raw=raw)
+    assert response.status in (400, 413), (response.status, response.body[:300])
+    envelope = response.json()
+    assert envelope["code"] == response.status and envelope["message"]
+    assert b"Traceback" not in response.body
+
+
+def test_hostile_query_parameters_and_paths_are_not_500s(service: Service, acme: str) -> None:
+    for path in [
+        "/_rest/v4/dwh/Q?verbose=%ff%fe%00",
+        "/_rest/v4/dwh/Q?verbose=" + "1" * 10000,
+        "/_rest/v4/dwh/Q/%ff%00/status",
+        "/_rest/v4/dwh/Q/" + "%e2%80%ae" * 11 + "/status",
+        "/_rest/v4/dwh/Q/" + "a" * 5000,
+    ]:
+        response = service.request("GET", path, key=acme)
+        # 414: gunicorn's own answer to a request line over 4094 bytes.
+        assert response.status in (200, 400, 404, 414), (path, response.status, response.body[:200])
+
+
+def test_admin_login_is_throttled(service: Service) -> None:
+    """Wrong passwords at the admin's login: answered (200, the form again) until the client has failed
+    AUTH_FAILURES_PER_MINUTE times this minute, then 429 with Retry-After; other clients are not affected."""
+    client = {"X-Forwarded-For": "198.51.100.7"}
+    statuses = [_admin_login(service, "operator", f"wrong-{n}", client) for n in range(40)]
+    assert set(statuses[:30]) == {200} and set(statuses[30:]) == {429}, statuses
+    assert _admin_login(service, "operator", "still-wrong", {"X-Forwarded-For": "198.51.100.8"}) == 200
+
+
+def _admin_login(service: Service, username: str, password: str, headers: dict[str, str]) -> int:
+    """A login as a browser does it: the form's CSRF token and cookie, then the POST."""
+    page = service.request("GET", "/admin/login/", headers=headers)
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
+    cookie = page.headers.get("Set-Cookie", "").split(";")[0]
+    assert token and cookie, page.body[:300]
+    form = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": token.group(1).decode(),
+            "username": username,
+            "password": password,
+            "next": "/admin/",
+        }
+    ).encode()
+    response = service.request(
+        "POST",
+        "/admin/login/",
+        raw=form,
+        headers={**headers, "Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    return response.status

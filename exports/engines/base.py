@@ -125,6 +125,11 @@ class WarehouseEngine(abc.ABC):
         """Stop the statement running in execute(), if any; execute() then raises QueryCanceled."""
 
     @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise WarehouseError unless the warehouse can be reached: a cheap check for readiness probes, taking
+        a few seconds at most."""
+
+    @abc.abstractmethod
     def ensure_schema(self, columns: Sequence[Column]) -> None:
         """Create the events table (and its indexes) if missing; add missing columns."""
 

@@ -115,6 +115,12 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
     def _interrupt(self, conn: duckdb.DuckDBPyConnection) -> None:
         conn.interrupt()
 
+    def ping(self) -> None:
+        """The database file exists. It is not opened: a loader may hold it (DuckDB allows one writer process),
+        and a probe must not take a lock a worker or a loader needs."""
+        if self.path != MEMORY and not Path(self.path).is_file():
+            raise WarehouseError("the warehouse file does not exist")
+
     # -- reading ---------------------------------------------------------------------------------------------
 
     def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:

@@ -91,6 +91,13 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
             raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
         return conn
 
+    def ping(self) -> None:
+        try:
+            with psycopg.connect(self.url, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
+
     def _usable(self, conn: psycopg.Connection[Any]) -> bool:
         return not (conn.closed or conn.broken)
 

@@ -137,9 +137,17 @@ class Publication(abc.ABC):
 
 
 class Storage(abc.ABC):
-    """One place exports go to. Implementations must be safe to use from one thread at a time."""
+    """One place exports go to. Implementations must be safe to use from one thread at a time.
+
+    A storage may hold connections (SFTP): use it as a context manager, or call close(), when done."""
 
     kind: ClassVar[str]
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @abc.abstractmethod
     def publication(self) -> Publication:

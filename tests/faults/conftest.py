@@ -26,13 +26,14 @@ import pytest
 
 from tests.faults.invariants import Verdict, invariants_wait, query_read
 from tests.servers import PostgresServer, _stop, free_port, require_binary, wait_for_port
-from tests.service import ROOT, Service, process_children, service_running
+from tests.service import ROOT, Service, Shape, embedded_shape, process_children, service_running
 
-# Short enough that a lost worker is noticed within seconds (production defaults: 30 s, 30 s, 300 s).
+# Short enough that a lost worker is noticed within seconds (production defaults: 30 s and 30 s). A lost
+# broker message is recovered with the default QUERY_REQUEUE_AFTER_SECONDS (300 s): the reaper notices the
+# broker lost its messages, it does not wait that long.
 FAULT_ENV = {
     "QUERY_LEASE_SECONDS": "3",
     "REAPER_INTERVAL_SECONDS": "1",
-    "QUERY_REQUEUE_AFTER_SECONDS": "5",
     "QUERY_MAX_ATTEMPTS": "3",
     # Many parts, each compressed as hard as the writer goes: the export lasts long enough to be hit mid-way.
     "EXPORT_PART_BYTES": "2000000",
@@ -120,6 +121,7 @@ def broker(tmp_path: Path) -> Iterator[RedisBroker]:
 
 def _manage(*args: str, var_dir: Path) -> str:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "insights.settings", "INSIGHTS_VAR_DIR": str(var_dir)}
+    env.pop("DATABASE_URL", None)  # the embedded metadata database in var_dir: loading needs none of it
     done = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
     )
@@ -192,8 +194,8 @@ class Harness:
         """Create the customer; returns its API key."""
         return self.service.customer_create(key, max_concurrent=max_concurrent)
 
-    def submit(self, key: str, body: dict[str, Any] = WIDE_QUERY) -> str:
-        response = self.service.request("POST", "/_rest/v4/dwh/Q", key=key, body=body)
+    def submit(self, key: str, body: dict[str, Any] = WIDE_QUERY, *, base_url: str | None = None) -> str:
+        response = self.service.request("POST", "/_rest/v4/dwh/Q", key=key, body=body, base_url=base_url)
         assert response.status == 201, response.body
         return str(response.json()["id"])
 
@@ -265,18 +267,27 @@ def _has_open_file_under(pid: int, directory: str) -> bool:
 
 @pytest.fixture()
 def harness(
-    postgres: PostgresServer, broker: RedisBroker, big_warehouse: Path, tmp_path: Path
+    request: pytest.FixtureRequest, broker: RedisBroker, big_warehouse: Path, tmp_path: Path
 ) -> Iterator[Harness]:
-    """The service (gunicorn + beat; the test starts its workers) on a copy of the big warehouse."""
+    """The service (gunicorn + beat; the test starts its workers) on a copy of the big warehouse.
+
+    Production shape (PostgreSQL metadata, Redis broker and cache) unless the test is parametrised with
+    `harness` = "embedded" (indirect): SQLite metadata and the filesystem broker, as `make run` runs."""
     var_dir = tmp_path / "var"
     var_dir.mkdir()
     shutil.copyfile(big_warehouse, var_dir / "warehouse.duckdb")
-    with service_running(
-        database_url=postgres.create_database(f"faults_{uuid.uuid4().hex[:12]}"),
-        broker_url=broker.url,
-        var_dir=var_dir,
-        extra_env=FAULT_ENV,
-    ) as service:
+    if getattr(request, "param", "production") == "embedded":
+        shape = embedded_shape(var_dir)
+    else:
+        postgres: PostgresServer = request.getfixturevalue("postgres")
+        shape = Shape(
+            name="production",
+            database_url=postgres.create_database(f"faults_{uuid.uuid4().hex[:12]}"),
+            broker_url=broker.url,
+            warehouse_url=f"duckdb:///{var_dir / 'warehouse.duckdb'}",
+            cache_url=broker.url,
+        )
+    with service_running(shape=shape, var_dir=var_dir, extra_env=FAULT_ENV) as service:
         service.beat_start()
         try:
             yield Harness(service=service, broker=broker)

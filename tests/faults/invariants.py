@@ -12,12 +12,14 @@ snapshot must be atomic to count live queries per customer, and the attempt numb
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -54,15 +56,30 @@ class QueryRow:
         return self.status in TERMINAL
 
 
+def metadata_connect(database_url: str) -> Any:
+    """A connection to the service's metadata database, PostgreSQL or SQLite (the embedded shape)."""
+    if database_url.startswith("sqlite:///"):
+        return contextlib.closing(sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30))
+    return psycopg.connect(database_url, autocommit=True)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column: PostgreSQL's driver decodes it, SQLite's hands over the text."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def queries_read(database_url: str) -> dict[str, QueryRow]:
     """Every query, by guid, in one consistent snapshot."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with metadata_connect(database_url) as conn:
         rows = conn.execute(
             "SELECT q.guid, c.key, c.max_concurrent_queries, q.status, q.attempts, q.delivery_attempts,"
             " q.messages, q.files, q.manifest_path, q.progress_rows"
             " FROM queries_queryrequest q JOIN insights_customer c ON c.id = q.customer_id"
         ).fetchall()
-    return {row[0]: QueryRow(*row) for row in rows}
+    return {
+        row[0]: QueryRow(*row[:6], _json(row[6]), _json(row[7]), *row[8:])  # type: ignore[call-arg]
+        for row in rows
+    }
 
 
 def query_read(database_url: str, guid: str) -> QueryRow:
@@ -86,7 +103,7 @@ class SlotWatch(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        with metadata_connect(self.database_url) as conn:
             while not self._stop_event.is_set():
                 rows = conn.execute(
                     "SELECT c.key, c.max_concurrent_queries, count(q.id) FROM insights_customer c"

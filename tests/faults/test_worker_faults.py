@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.faults.invariants import SlotWatch, query_read
-from tests.service import process_children
+from tests.service import SHAPES, process_children
 
 if TYPE_CHECKING:
     from tests.faults.conftest import Harness
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 GAVE_UP = "The query did not finish after 3 attempts; it has been logged for review."
 
 
+@pytest.mark.parametrize("harness", SHAPES, indirect=True)
 def test_pool_child_killed_mid_export_is_run_again(harness: Harness) -> None:
     """SIGKILL of the pool process running the query: Celery replaces the process and hands the message
     back (acks_late, reject_on_worker_lost); the lease still held makes that delivery a no-op, and once it
@@ -45,12 +46,13 @@ def test_pool_child_killed_mid_export_is_run_again(harness: Harness) -> None:
     assert (row.status, row.messages) in [("Completed", []), ("Failed", [GAVE_UP])], row
     assert row.attempts >= 2, row
     harness.report(
-        "pool child SIGKILLed mid-export",
+        f"pool child SIGKILLed mid-export ({harness.service.shape.name})",
         f"lease expired, reaper requeued; {row.status} on attempt {row.attempts}",
         verdict,
     )
 
 
+@pytest.mark.parametrize("harness", SHAPES, indirect=True)
 def test_whole_worker_killed_mid_export_is_run_by_a_new_worker(harness: Harness) -> None:
     """SIGKILL of the worker's main process and its pool: nobody hands the message back (it stays unacked
     in Redis until the visibility timeout), so the reaper enqueues the query again once its lease expires,
@@ -70,7 +72,7 @@ def test_whole_worker_killed_mid_export_is_run_by_a_new_worker(harness: Harness)
     assert (row.status, row.messages) in [("Completed", []), ("Failed", [GAVE_UP])], row
     assert row.attempts >= 2, row
     harness.report(
-        "whole worker SIGKILLed mid-export, new worker started",
+        f"whole worker SIGKILLed mid-export, new worker started ({harness.service.shape.name})",
         f"lease expired, reaper requeued; {row.status} on attempt {row.attempts}",
         verdict,
     )
@@ -167,3 +169,34 @@ def _wait_for(condition: Callable[[], bool], *, timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"condition not met within {timeout}s"
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("harness", SHAPES, indirect=True)
+def test_worker_killed_between_publishing_and_completed_leaves_one_result(harness: Harness) -> None:
+    """SIGKILL once every file has its final name but before `Completed` is recorded (a failpoint holds the
+    worker exactly there). The publication journal tells the reaper what was placed: it finds it complete and
+    completes the query with those files. One result, nothing orphaned, the query not run a second time."""
+    key = harness.customer()
+    held = {"INSIGHTS_FAILPOINTS": "publish.committed=pause:120"}
+    worker = harness.service.worker_start(concurrency=1, extra_env=held)
+    with SlotWatch(harness.database_url) as slots:
+        guid = harness.submit(key)
+        _wait_for(lambda: harness.worker_log_has("failpoint publish.committed reached"), timeout=90)
+        assert (harness.export_dir / f"reports/{harness.big_customer}/{guid}_manifest.json").is_file()
+        harness.signal_worker(worker.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        worker.wait(timeout=10)
+        harness.service.worker_start(concurrency=1)
+        verdict = harness.verdict([guid], since=killed_at)
+    slots.check()
+    row = verdict.of(guid)
+    assert (row.status, row.attempts) == ("Completed", 1), row
+    assert verdict.exports.manifests == 1
+    published = list((harness.export_dir / "reports" / harness.big_customer).glob(f"{guid}_QueryExport_*"))
+    assert sorted(p.name for p in published) == sorted(f["path"].rsplit("/", 1)[-1] for f in row.files)
+    harness.report(
+        f"worker SIGKILLed after its renames, before Completed ({harness.service.shape.name})",
+        "the reaper found the journaled publication complete: Completed with attempt 1's files, "
+        "nothing published twice, not run again",
+        verdict,
+    )

@@ -7,7 +7,11 @@ from queries.models import QueryRequest, QueryStatus
 
 def _query(customer, **fields):
     return QueryRequest.objects.create(
-        customer=customer, body={"data": {}}, fingerprint="f" * 64, compiled_sql="SELECT 1", **fields
+        customer=customer,
+        body='{"data": {}}',
+        fingerprint="f" * 64,
+        plan='{"version": 0, "sql": "SELECT 1", "params": [["s", "acme"]]}',
+        **fields,
     )
 
 

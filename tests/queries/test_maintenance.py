@@ -6,7 +6,6 @@ import os
 import time
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from queries import maintenance
@@ -82,47 +81,142 @@ def test_sweep_removes_only_old_staging_files_and_work_dirs(db, local_exports, s
     assert new_staging.exists() and final.exists()
 
 
-@pytest.fixture()
-def enqueued(monkeypatch):
-    """Records what the reaper enqueues (the broker path itself is tested end to end)."""
-    calls: list[int] = []
-    monkeypatch.setattr("queries.services.query_enqueue", lambda *, query_id: calls.append(query_id))
-    return calls
+def _sent_ids(sent_tasks) -> list[int]:
+    return sorted(args[0] for _, args, _ in sent_tasks)
 
 
 def _pending(customer, **fields):
-    return QueryRequest.objects.create(customer=customer, body={}, fingerprint="f" * 64, **fields)
+    return QueryRequest.objects.create(customer=customer, body="{}", fingerprint="f" * 64, **fields)
 
 
-def test_reaper_requeues_lost_leases_and_gives_up_after_max_attempts(customer_factory, enqueued):
+def test_reaper_requeues_lost_leases_and_gives_up_after_max_attempts(customer_factory, sent_tasks):
     customer = customer_factory("acme")
     now = timezone.now()
     lost = _pending(customer, attempts=1, lease_expires_at=now - timedelta(seconds=1))
     poison = _pending(customer, attempts=3, lease_expires_at=now - timedelta(seconds=1))
     held = _pending(customer, attempts=1, lease_expires_at=now + timedelta(seconds=20))
-    never_claimed = _pending(customer)
-    QueryRequest.objects.filter(pk=never_claimed.pk).update(submitted_at=now - timedelta(minutes=10))
-    just_submitted = _pending(customer)
+    message_lost = _pending(customer, enqueued_at=now - timedelta(minutes=10))
+    never_sent = _pending(customer, enqueued_at=None)  # the hand-over to the broker failed
+    just_submitted = _pending(customer, enqueued_at=now)
 
-    requeued, failed = maintenance.leases_reap(now=now)
+    reaped = maintenance.leases_reap(now=now)
 
-    assert (requeued, failed) == (2, 1)
-    assert sorted(enqueued) == sorted([lost.pk, never_claimed.pk])
+    assert (reaped.requeued, reaped.failed) == (3, 1)
+    assert _sent_ids(sent_tasks) == sorted([lost.pk, message_lost.pk, never_sent.pk])
     poison.refresh_from_db()
-    assert poison.status == QueryStatus.FAILED and poison.messages
+    assert poison.status == QueryStatus.FAILED
+    assert poison.messages == ["The query did not finish after 3 attempts; it has been logged for review."]
     for query in (held, just_submitted, lost):
         query.refresh_from_db()
         assert query.status == QueryStatus.PENDING
+    lost.refresh_from_db()
+    assert lost.lease_expires_at is None and lost.enqueued_at == now  # queued again, claimable
 
 
-def test_reaper_ends_a_canceled_query_whose_worker_died(customer_factory, enqueued):
+def test_a_lost_message_is_sent_again_once_per_wait_not_every_tick(customer_factory, sent_tasks, settings):
+    settings.QUERY_REQUEUE_AFTER_SECONDS = 300
+    now = timezone.now()
+    stuck = _pending(customer_factory("acme"), enqueued_at=now - timedelta(seconds=301))
+    for tick in range(5):  # five reaper ticks, a second apart
+        maintenance.leases_reap(now=now + timedelta(seconds=tick))
+    assert _sent_ids(sent_tasks) == [stuck.pk]
+    maintenance.leases_reap(now=now + timedelta(seconds=301))
+    assert _sent_ids(sent_tasks) == [stuck.pk, stuck.pk]
+
+
+def test_a_broker_that_lost_its_messages_gets_every_queued_query_at_once(
+    customer_factory, sent_tasks, monkeypatch
+):
+    now, customer = timezone.now(), customer_factory("acme")
+    queued = [_pending(customer, enqueued_at=now - timedelta(seconds=2)) for _ in range(3)]
+    monkeypatch.setattr(maintenance, "broker_messages_lost", lambda: False)
+    maintenance.leases_reap(now=now)
+    assert sent_tasks == []  # they wait QUERY_REQUEUE_AFTER_SECONDS as usual
+    monkeypatch.setattr(maintenance, "broker_messages_lost", lambda: True)
+    maintenance.leases_reap(now=now)
+    assert _sent_ids(sent_tasks) == sorted(q.pk for q in queued)
+
+
+def test_reaper_ends_a_canceled_query_whose_worker_died(customer_factory, sent_tasks):
     customer = customer_factory("acme")
     now = timezone.now()
     dead = _pending(customer, attempts=1, cancel_requested=True, lease_expires_at=now - timedelta(seconds=1))
     maintenance.leases_reap(now=now)
     dead.refresh_from_db()
     assert dead.status == QueryStatus.CANCELED
-    assert enqueued == []
+    assert sent_tasks == []
+
+
+def test_a_canceled_query_at_its_last_attempt_ends_canceled_not_failed(customer_factory, sent_tasks):
+    now = timezone.now()
+    dead = _pending(
+        customer_factory("acme"),
+        attempts=3,
+        cancel_requested=True,
+        lease_expires_at=now - timedelta(seconds=1),
+    )
+    assert maintenance.leases_reap(now=now).canceled == 1
+    dead.refresh_from_db()
+    assert (dead.status, dead.messages) == (QueryStatus.CANCELED, ["Canceled at the customer's request."])
+
+
+def _journaled(customer, local_exports, *, placed: list[str], now):
+    """A run that died mid-publish: its journal names two parts and a manifest, of which `placed` exist."""
+    query = _pending(customer, attempts=1, lease_expires_at=now - timedelta(seconds=1))
+    files = [
+        {
+            "path": f"reports/acme/{query.guid}_QueryExport_1__00000000000{i}.csv.gz",
+            "size": 3,
+            "rows": 2,
+            "bytes": 9,
+            "sha256": "0" * 64,
+        }
+        for i in range(2)
+    ]
+    manifest = f"reports/acme/{query.guid}_manifest.json"
+    for key in placed:
+        path = (
+            local_exports / {"part0": files[0]["path"], "part1": files[1]["path"], "manifest": manifest}[key]
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"abc")
+    QueryRequest.objects.filter(pk=query.pk).update(
+        publication={"destination_id": None, "files": files, "manifest_path": manifest}
+    )
+    return query
+
+
+def test_a_publication_interrupted_after_its_last_file_completes_the_query(
+    customer_factory, local_exports, sent_tasks
+):
+    now = timezone.now()
+    query = _journaled(
+        customer_factory("acme"), local_exports, placed=["part0", "part1", "manifest"], now=now
+    )
+    assert maintenance.leases_reap(now=now).settled == 1
+    query.refresh_from_db()
+    assert (query.status, query.row_count, query.publication) == (QueryStatus.COMPLETED, 4, None)
+    assert [f["path"] for f in query.files] == [
+        p.relative_to(local_exports).as_posix() for p in sorted(local_exports.rglob("*.csv.gz"))
+    ]
+    assert sent_tasks == []  # nothing runs again: the one result is the dead run's
+
+
+def test_a_publication_interrupted_midway_is_rolled_back_and_run_again(
+    customer_factory, local_exports, sent_tasks
+):
+    now = timezone.now()
+    query = _journaled(customer_factory("acme"), local_exports, placed=["part0"], now=now)
+    assert QueryRequest.objects.filter(pk=query.pk, publication__isnull=False).exists()
+    from queries.lifecycle import query_claim
+
+    assert query_claim(query_id=query.pk) is None  # not claimed before the reaper settles the journal
+    reaped = maintenance.leases_reap(now=now)
+    query.refresh_from_db()
+    assert (reaped.settled, reaped.requeued) == (1, 1)
+    assert (query.status, query.publication) == (QueryStatus.PENDING, None)
+    assert not [p for p in local_exports.rglob("*") if p.is_file()]  # nothing of the dead run is left
+    assert _sent_ids(sent_tasks) == [query.pk]
 
 
 def test_the_sweep_spares_uploads_a_long_query_may_still_be_making(db, local_exports, settings):

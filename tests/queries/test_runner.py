@@ -17,6 +17,7 @@ from exports.storage.local import LocalStorage
 from queries import runner
 from queries.catalog import catalog
 from queries.demo import demo_table
+from queries.lifecycle import CANCELED_BY_CUSTOMER
 from queries.models import QueryRequest, QueryStatus
 
 # The runner's supervisor and upload threads use their own database connections: they must see the rows.
@@ -41,8 +42,8 @@ def warehouse(settings, tmp_path, local_exports):
 
 
 @pytest.fixture()
-def enqueue_nothing(monkeypatch):
-    monkeypatch.setattr("queries.services.query_enqueue", lambda *, query_id: None)
+def enqueue_nothing(sent_tasks):
+    return sent_tasks
 
 
 def _submit(customer, body=BODY) -> QueryRequest:
@@ -279,7 +280,7 @@ def test_a_cancel_during_the_upload_publishes_nothing(
     monkeypatch.setattr(_ScriptedPublication, "stage", stage_then_cancel)
     runner.query_run(query_id=query.pk)
     query.refresh_from_db()
-    assert (query.status, query.messages) == (QueryStatus.CANCELED, [runner.CANCELED])
+    assert (query.status, query.messages) == (QueryStatus.CANCELED, [CANCELED_BY_CUSTOMER])
     assert len(made[0].staged) == 2
     assert not list(local_exports.rglob("*.gz")) and not list(local_exports.rglob("*.partial"))
 
@@ -293,10 +294,10 @@ class _RecordingEngine:
 
 @pytest.mark.django_db(transaction=True)  # the supervisor thread has its own connection: it must see the rows
 def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory, monkeypatch):
-    from queries.services import query_cancel, query_claim
+    from queries.lifecycle import query_cancel, query_claim
 
     monkeypatch.setattr(runner, "HEARTBEAT", 0.01)
-    query = QueryRequest.objects.create(customer=customer_factory("acme"), body={}, fingerprint="f" * 64)
+    query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
     engine, progress = _RecordingEngine(), runner._Progress(deadline=float("inf"))
@@ -312,10 +313,10 @@ def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory,
 
 @pytest.mark.django_db(transaction=True)
 def test_supervisor_stops_the_engine_at_the_time_limit(customer_factory, monkeypatch):
-    from queries.services import query_claim
+    from queries.lifecycle import query_claim
 
     monkeypatch.setattr(runner, "HEARTBEAT", 0.01)
-    query = QueryRequest.objects.create(customer=customer_factory("acme"), body={}, fingerprint="f" * 64)
+    query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
     engine, progress = _RecordingEngine(), runner._Progress(deadline=time.monotonic() + 0.05)
