@@ -447,15 +447,16 @@ def _window_build(
     )
     if window.start > window.end:
         raise QueryValidationError(f'"timestamp" lower bound {lower[1]} is after its upper bound {upper[1]}.')
-    # Timestamps are stored to the microsecond, so an exclusive bound is the next microsecond inclusive.
-    first = window.start if window.start_inclusive else window.start + MICROSECOND
-    last = window.end if window.end_inclusive else window.end - MICROSECOND
-    if first > last:
+    # Timestamps are stored to the microsecond, so an exclusive bound is the next microsecond inclusive: the
+    # window is empty when it spans less than a microsecond per exclusive bound. Compared as a span, because
+    # moving a bound itself overflows at the ends of the calendar (a $gt of 9999-12-31T23:59:59.999999Z).
+    span = window.end - window.start
+    exclusive_bounds = [window.start_inclusive, window.end_inclusive].count(False)
+    if span < exclusive_bounds * MICROSECOND:
         raise QueryValidationError(
             f'"timestamp" window {lower[0]} {lower[1]}, {upper[0]} {upper[1]} is empty: '
             "no instant lies in it."
         )
-    span = window.end - window.start
     if span > max_window:
         raise QueryValidationError(
             f"Query range too wide: the timestamp window spans {_duration_text(span)}, "

@@ -22,6 +22,7 @@ from tests.servers import PostgresServer, RedisServer, _stop, free_port, wait_fo
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+DESTINATION_SECRETS = ("secret_access_key", "password", "private_key")
 
 
 @dataclass
@@ -83,6 +84,24 @@ class Service:
         log.close()
         wait_for_port(port, process=web)
         return web
+
+    def destination_create(
+        self, customer: str, name: str, config: dict[str, Any], *, default: bool, kind: str = "s3"
+    ) -> None:
+        """What an operator does in the admin (Destinations: add, then "test connection"), done through the
+        service's own code and database."""
+        script = (
+            "from insights.models import Customer, Destination\n"
+            "from insights.destinations import destination_secrets_set, destination_test\n"
+            f"config = {config!r}\n"
+            f"secrets = {{k: config.pop(k) for k in {DESTINATION_SECRETS!r} if config.get(k)}}\n"
+            "config = {k: v for k, v in config.items() if v is not None}\n"
+            f"d = Destination.objects.create(customer=Customer.objects.get(key={customer!r}), name={name!r}, "
+            f"kind={kind!r}, is_default={default!r}, **config)\n"
+            "destination_secrets_set(d, **secrets)\n"
+            "destination_test(d)\n"
+        )
+        self.manage("shell", "-c", script)
 
     def worker_start(
         self,

@@ -35,34 +35,13 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield running
 
 
-SECRETS = ("secret_access_key", "password", "private_key")
-
-
-def _destination_create(
-    service: Service, customer: str, name: str, config: dict, *, default: bool, kind: str = "s3"
-) -> None:
-    """What an operator does in the admin, done in the service's own database."""
-    script = (
-        "from insights.models import Customer, Destination\n"
-        "from insights.destinations import destination_secrets_set, destination_test\n"
-        f"config = {config!r}\n"
-        f"secrets = {{k: config.pop(k) for k in {SECRETS!r} if config.get(k)}}\n"
-        "config = {k: v for k, v in config.items() if v is not None}\n"
-        f"d = Destination.objects.create(customer=Customer.objects.get(key={customer!r}), name={name!r}, "
-        f"kind={kind!r}, is_default={default!r}, **config)\n"
-        "destination_secrets_set(d, **secrets)\n"
-        "destination_test(d)\n"
-    )
-    service.manage("shell", "-c", script)
-
-
 @pytest.fixture(scope="module")
 def s3_customer(service: Service, s3: MotoServer) -> tuple[str, str]:
     key = service.customer_create(DEMO_CUSTOMER_KEYS[2])
     bucket = s3.bucket_create("results")
     config = {k: v for k, v in s3.storage_config(bucket, prefix="insights").items() if k != "endpoint_url"}
     config["endpoint_url"] = s3.endpoint_url
-    _destination_create(service, DEMO_CUSTOMER_KEYS[2], "bucket", config, default=True)
+    service.destination_create(DEMO_CUSTOMER_KEYS[2], "bucket", config, default=True)
     return key, bucket
 
 
@@ -96,7 +75,7 @@ def test_redeliver_copies_a_local_result_to_s3(service: Service, s3: MotoServer)
     assert service.wait_terminal(guid, key)["status"] == "Completed"  # published locally (no destination)
     bucket = s3.bucket_create("copies")
     config = {k: v for k, v in s3.storage_config(bucket).items()}
-    _destination_create(service, customer, "archive", config, default=False)
+    service.destination_create(customer, "archive", config, default=False)
     output = service.manage("redeliver", guid, "--to", "archive")
     assert "redelivered 2 file(s)" in output
     keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
@@ -136,7 +115,7 @@ def test_result_on_a_chrooted_sftp_destination(service: Service, sshd: SshdServe
     customer = DEMO_CUSTOMER_KEYS[0]
     key = service.customer_create(customer)
     config = sshd.config(user=sshd.chroot_user, private_key=None, password=sshd.chroot_password)
-    _destination_create(service, customer, "sftp", config, default=True, kind="sftp")
+    service.destination_create(customer, "sftp", config, default=True, kind="sftp")
     guid = _submit(service, key, REQUEST_1)
     assert service.wait_terminal(guid, key)["status"] == "Completed"
     entry = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=key).json()["files"][0]

@@ -1,5 +1,5 @@
 """Compile once: the body becomes text (in the customer's key order), the run's plan is stored beside it
-(replacing compiled_sql), and queries get `enqueued_at` and the publication journal.
+(compiled_sql goes in 0004), and queries get `enqueued_at` and the publication journal.
 
 Queued or running queries are compiled here from their stored body, so a worker never compiles; one that no
 longer validates ends Failed. Finished queries keep their SQL in a display-only plan (version 0).
@@ -70,5 +70,4 @@ class Migration(migrations.Migration):
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.RunPython(plans_build, migrations.RunPython.noop),
-        migrations.RemoveField(model_name="queryrequest", name="compiled_sql"),
     ]

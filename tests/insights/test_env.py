@@ -29,3 +29,16 @@ def test_env_int_out_of_range_names_the_variable(monkeypatch, raw, message):
     monkeypatch.setenv("EXPORT_GZIP_LEVEL", raw)
     with pytest.raises(ImproperlyConfigured, match=message):
         env_int("EXPORT_GZIP_LEVEL", 1, minimum=0, maximum=3)
+
+
+def test_an_empty_variable_means_its_default(monkeypatch):
+    """`VAR=` in a sourced .env file sets the variable to the empty string: that is "not configured"."""
+    from insights.env import env_bool, env_list, env_str
+
+    for name in ("DATABASE_URL", "SECURE_SSL_REDIRECT", "DJANGO_ALLOWED_HOSTS"):
+        monkeypatch.setenv(name, "")
+    assert env_str("DATABASE_URL", "sqlite:///x") == "sqlite:///x"
+    assert env_bool("SECURE_SSL_REDIRECT", True) is True
+    assert env_list("DJANGO_ALLOWED_HOSTS", ["*"]) == ["*"]
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL must be set"):
+        env_str("DATABASE_URL")

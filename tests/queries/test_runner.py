@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from exports.engines import engine_from_url
+from exports.engines.base import WarehouseError
 from exports.storage.base import Publication, StorageError
 from exports.storage.local import LocalStorage
 from queries import runner
@@ -345,3 +346,83 @@ def test_a_database_hiccup_at_the_publish_fence_is_retried(
     runner.query_run(query_id=query.pk)
     query.refresh_from_db()
     assert (query.status, query.delivery_attempts, len(calls)) == (QueryStatus.COMPLETED, 2, 2)
+
+
+def test_the_run_executes_the_plan_compiled_at_post_not_the_stored_body(
+    customer_factory, warehouse, local_exports, enqueue_nothing
+):
+    """What was validated and compiled at POST is what runs: a body that changed since (here by hand; on
+    PostgreSQL, jsonb reorders its keys) changes nothing about the columns or their order."""
+    body = {
+        "timestamp": BODY["timestamp"],
+        "data": {"MsgEvent": {"fields": ["To"]}, "CallEvent": {"fields": ["Ani", "SessionId"]}},
+    }
+    query = _submit(customer_factory("acme"), body)
+    reordered = {"data": {"CallEvent": {"fields": ["SessionId"]}, "MsgEvent": {"fields": ["To"]}}}
+    QueryRequest.objects.filter(pk=query.pk).update(body=json.dumps({**body, **reordered}))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.COMPLETED, query.messages
+    header = gzip.decompress((local_exports / query.files[0]["path"]).read_bytes()).decode().splitlines()[0]
+    assert header == "EventName,To,Ani,SessionId"
+
+
+def test_a_plan_for_another_warehouse_fails_with_a_clear_message(
+    customer_factory, warehouse, settings, enqueue_nothing
+):
+    query = _submit(customer_factory("acme"))
+    settings.WAREHOUSE_URL = "postgresql://insights@127.0.0.1:1/warehouse"  # the deployment changed engines
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.messages) == (QueryStatus.FAILED, [runner.WAREHOUSE_CHANGED])
+
+
+class _UnavailableWarehouse:
+    """An engine whose server keeps dropping the session (a retryable WarehouseError, like SQLSTATE 57P01)."""
+
+    dialect = engine_from_url("duckdb://:memory:").dialect
+
+    def execute(self, statement, **kwargs):
+        raise WarehouseError("the warehouse is unavailable (SQLSTATE 57P01) at 10.0.0.5:5432", retryable=True)
+        yield  # a generator, like a real engine
+
+    def cancel(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_retryable_warehouse_error_is_an_attempt_then_a_clear_failure(
+    customer_factory, warehouse, settings, monkeypatch, enqueue_nothing
+):
+    settings.QUERY_MAX_ATTEMPTS = 3
+    monkeypatch.setattr(runner, "warehouse_engine", _UnavailableWarehouse)
+    query = _submit(customer_factory("acme"))
+    for attempt in (1, 2):
+        runner.query_run(query_id=query.pk)
+        query.refresh_from_db()
+        assert (query.status, query.attempts, query.lease_expires_at) == (QueryStatus.PENDING, attempt, None)
+        assert enqueue_nothing[-1] == ("queries.run", (query.pk,), runner.RETRY_BACKOFF_SECONDS * attempt)
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.attempts) == (QueryStatus.FAILED, 3)
+    assert query.messages == ["The warehouse was unavailable; the query was tried 3 times. Try again later."]
+    assert "SQLSTATE" not in query.messages[0] and "10.0.0.5" not in query.messages[0]
+
+
+def test_a_new_attempt_counts_its_progress_from_zero(customer_factory, db):
+    from queries.lifecycle import query_claim
+
+    query = QueryRequest.objects.create(
+        customer=customer_factory("acme"),
+        body="{}",
+        fingerprint="f" * 64,
+        attempts=1,
+        progress_rows=500,
+        progress_bytes=90_000,
+    )
+    claim = query_claim(query_id=query.pk)
+    assert claim is not None and claim.attempt == 2
+    query.refresh_from_db()
+    assert (query.progress_rows, query.progress_bytes) == (0, 0)
