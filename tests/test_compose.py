@@ -210,7 +210,7 @@ def _postgres_prepare(server: PostgresServer) -> None:
         if "docker-entrypoint-initdb.d" in target:
             script = (ROOT / source).read_text()
             with psycopg.connect(server.url(), autocommit=True, user=user) as conn:
-                conn.execute(script)  # type: ignore[arg-type]
+                conn.execute(script)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,12 @@ def test_seed_requests_through_the_web_service(deployment: Deployment) -> None:
     )
     _destination(deployment, sftp_owner, "sftp", sftp)
 
-    for customer, body in ((local, REQUEST_1), (bucket_owner, REQUEST_2), (sftp_owner, REQUEST_1)):
+    requests: list[tuple[str, dict[str, Any]]] = [
+        (local, REQUEST_1),
+        (bucket_owner, REQUEST_2),
+        (sftp_owner, REQUEST_1),
+    ]
+    for customer, body in requests:
         created = service.request("POST", "/_rest/v4/dwh/Q", key=keys[customer], body=body, headers=TLS_PROXY)
         assert created.status == 201, created.body
         guid = created.json()["id"]
