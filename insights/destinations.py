@@ -76,8 +76,5 @@ def destination_test(destination: Destination | None, *, customer: Customer | No
     """Write, read back and delete a probe file where the customer's reports go; StorageError saying what is
     wrong otherwise."""
     owner = customer or (destination.customer if destination else None)
-    storage = destination_storage(destination)
-    try:
+    with destination_storage(destination) as storage:
         storage.test_connection(prefix=f"reports/{owner.key}" if owner else "")
-    finally:
-        storage.close()

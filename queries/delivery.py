@@ -29,20 +29,18 @@ def result_redeliver(*, request: QueryRequest, destination: Destination | None, 
     """
     if request.status != QueryStatus.COMPLETED:
         raise ValueError(f"query {request.guid} has no result to redeliver (status {request.status})")
-    source, target = query_storage(request), destination_storage(destination)
     workdir.mkdir(parents=True, exist_ok=True)
+    local_files = []
     try:
-        local_files = []
-        for entry in request.files:
-            path = workdir / entry["path"].rsplit("/", 1)[-1]
-            with source.open(entry["path"]) as stream, path.open("wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
-            local_files.append((path, entry["path"]))
-        with source.open(request.manifest_path) as stream:
-            manifest = stream.read()
-        target.publish(local_files, (manifest, request.manifest_path))
+        with query_storage(request) as source, destination_storage(destination) as target:
+            for entry in request.files:
+                path = workdir / entry["path"].rsplit("/", 1)[-1]
+                with source.open(entry["path"]) as stream, path.open("wb") as out:
+                    shutil.copyfileobj(stream, out, 1 << 20)
+                local_files.append((path, entry["path"]))
+            with source.open(request.manifest_path) as stream:
+                manifest = stream.read()
+            target.publish(local_files, (manifest, request.manifest_path))
     finally:
-        source.close()
-        target.close()
         shutil.rmtree(workdir, ignore_errors=True)
     return [key for _, key in local_files] + [request.manifest_path]

@@ -21,7 +21,6 @@ from exports.schema import Column, ColumnType
 from queries.spec import Query
 
 PLAN_VERSION = 1
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 class PlanError(ValueError):
@@ -92,7 +91,7 @@ def _param_encode(value: object) -> list[Any]:
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             raise ValueError("plan timestamps are naive UTC")
-        return ["t", value.strftime(_TIMESTAMP_FORMAT)]
+        return ["t", value.isoformat(timespec="microseconds")]  # a four-digit year, unlike strftime's %Y
     raise TypeError(f"a plan cannot hold a parameter of type {type(value).__name__}")
 
 
@@ -107,5 +106,5 @@ def _param_decode(tagged: list[Any]) -> object:
     if kind == "s" and isinstance(value, str):
         return value
     if kind == "t":
-        return datetime.strptime(value, _TIMESTAMP_FORMAT)
+        return datetime.fromisoformat(value)
     raise PlanError(f"unknown parameter {tagged!r}")

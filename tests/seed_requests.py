@@ -1,4 +1,4 @@
-"""The seed document's own example bodies (shared/seeds/003_...txt, Requests 1 and 2), verbatim."""
+"""The seed document's own example bodies (docs/seeds/003_0b8d0e32c2ab91e8.txt, Requests 1 and 2), verbatim."""
 
 from __future__ import annotations
 
