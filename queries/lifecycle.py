@@ -6,7 +6,10 @@
         |                          |--retryable failure, attempts left-----> Pending (queued again)
         |                          `--lease expired (its worker died)------> reaper: queued again, Failed once
         |                                                                   the attempts are spent, Canceled if
-        |                                                                   a cancel was asked for
+        |                                                                   a cancel was asked for; a run that
+        |                                                                   died mid-publish is first settled
+        |                                                                   from its journal: Completed with its
+        |                                                                   files, or rolled back
         `--cancel (no worker holds it)---------------------------------------> Canceled
 
 Every transition is one conditional UPDATE on (status, attempt), so two workers, a cancel and the reaper can

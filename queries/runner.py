@@ -1,8 +1,9 @@
-"""Run one query: compile -> warehouse engine -> CSV/gzip parts -> storage, under a heartbeat lease.
+"""Run one query: its plan (compiled at POST) -> warehouse engine -> CSV/gzip parts -> storage, under a lease.
 
 A supervisor thread extends the lease every HEARTBEAT seconds and watches for a cancel; on a cancel (or a lost
 lease) it interrupts the warehouse statement and the writer stops before the next batch. Nothing is published
-unless every part was written, and the final transition is fenced by the attempt number.
+unless every part was written; the publication is journaled before its first final name appears, and every
+transition is fenced by the attempt number (queries.lifecycle).
 """
 
 from __future__ import annotations

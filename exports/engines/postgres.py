@@ -132,7 +132,7 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
         except (psycopg.Error, UnicodeError) as exc:
             if self._canceled.is_set():
                 raise QueryCanceled("the query was canceled") from exc
-            raise _warehouse_error(exc) from exc
+            raise _warehouse_error(exc, connection_lost=conn.broken or conn.closed) from exc
         finally:
             self._canceled.clear()
 
@@ -247,12 +247,17 @@ def _scan_estimates(node: dict[str, Any]) -> Iterator[int]:
         yield from _scan_estimates(child)
 
 
-def _warehouse_error(exc: BaseException) -> WarehouseError:
-    """A WarehouseError naming the failure's kind and SQLSTATE only: server text may quote SQL or paths."""
+def _warehouse_error(exc: BaseException, *, connection_lost: bool = False) -> WarehouseError:
+    """A WarehouseError naming the failure's kind and SQLSTATE only: server text may quote SQL or paths.
+
+    `connection_lost`: the session is gone after the error, whatever psycopg called it (a backend terminated
+    mid-FETCH can surface as an InternalError "received 2 results"): the server went away, worth a retry."""
     if isinstance(exc, UnicodeError):
         return WarehouseError("a query value is not valid text for the warehouse")
     state = getattr(exc, "sqlstate", None)
     suffix = f" (SQLSTATE {state})" if state else ""
+    if connection_lost:
+        return WarehouseError("the warehouse connection was lost" + suffix, retryable=True)
     if isinstance(exc, pg_errors.QueryCanceled):  # not ours (cancel() sets the flag): statement_timeout
         return WarehouseError("the warehouse query timed out" + suffix, retryable=True)
     if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):

@@ -285,3 +285,46 @@ def test_duckdb_urls_need_an_absolute_path() -> None:
     assert duckdb_path("duckdb://:memory:") == ":memory:"
     with pytest.raises(ValueError, match="absolute"):
         duckdb_path("duckdb://relative.duckdb")
+
+
+def test_a_postgres_session_terminated_mid_stream_is_retryable(postgres) -> None:
+    """However psycopg reports a backend terminated while rows stream (AdminShutdown 57P01, an
+    OperationalError without a SQLSTATE, or an InternalError "received 2 results" when it lands inside a
+    FETCH), the server went away: worth another attempt. The termination lands at several moments."""
+    statement = Statement(
+        sql="SELECT g, repeat('x', 200) AS s FROM generate_series(1, 3000000) AS g",
+        params=(),
+        columns=(Column("g", ColumnType.INTEGER), Column("s", ColumnType.STRING)),
+        dialect="postgresql",
+    )
+    url = postgres.create_database("terminated_mid_stream")
+    causes = set()
+    for delay in (0.1, 0.3, 0.5, 0.7, 0.9, 1.1):
+        engine = engine_from_url(url, read_only=True)
+        killer = threading.Timer(delay, _backends_terminate, args=(url,))
+        killer.start()
+        with pytest.raises(WarehouseError) as caught:
+            for _ in engine.execute(statement, batch_rows=65_536):
+                pass
+        killer.join()
+        engine.close()
+        assert caught.value.retryable, (delay, caught.value, type(caught.value.__cause__))
+        causes.add(type(caught.value.__cause__).__name__)
+    assert causes
+
+
+def _backends_terminate(url: str) -> None:
+    """Every other session on the database (the engine's, here)."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+
+
+def test_any_driver_error_that_leaves_the_session_gone_is_retryable() -> None:
+    from exports.engines.postgres import _warehouse_error
+
+    odd = psycopg.InternalError("received 2 results from command 'FETCH FORWARD 65536'")
+    assert _warehouse_error(odd, connection_lost=True).retryable
+    assert not _warehouse_error(odd, connection_lost=False).retryable
