@@ -5,8 +5,10 @@ Every process runs in this process's group; Ctrl-C (or any child dying) stops th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,11 +37,21 @@ def _manage(*args: str) -> str:
 
 
 def demo_data_ensure() -> None:
-    url = settings.WAREHOUSE_URL
-    if url.startswith("duckdb:///") and Path(url.removeprefix("duckdb://")).exists():
-        return
-    print("seeding the demo warehouse ...", flush=True)
-    _manage("seed_demo", "--customers", "3", "--sessions", "3000", "--seed", "1", "--create-customers")
+    """Demo sessions in a warehouse that holds no events yet; one that does (a restart, or a real warehouse
+    named by WAREHOUSE_URL) is left as it is."""
+    print("demo warehouse: ", end="", flush=True)
+    seeded = _manage(
+        "seed_demo",
+        "--customers",
+        "3",
+        "--sessions",
+        "3000",
+        "--seed",
+        "1",
+        "--create-customers",
+        "--if-empty",
+    )
+    print(seeded.strip().splitlines()[-1], flush=True)
 
 
 def demo_key_ensure() -> str:
@@ -64,6 +76,8 @@ def processes_start() -> list[subprocess.Popen[bytes]]:
             f"{HOST}:{PORT}",
             "--workers",
             "2",
+            "--threads",
+            "4",  # threads: a slow client holds a thread, not a whole worker (which gunicorn would kill)
             "--access-logfile",
             "-",
         ],
@@ -84,7 +98,24 @@ def processes_start() -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(command) for command in commands]
 
 
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def main() -> int:
+    if not port_free(HOST, int(PORT)):
+        print(
+            f"port {PORT} on {HOST} is in use: stop what holds it, or run on another port, e.g. "
+            f"`INSIGHTS_PORT={int(PORT) + 1} make run`",
+            file=sys.stderr,
+        )
+        return 1
     for sub in ("exports", "warehouse-tmp", "work"):
         (Path(settings.VAR_DIR) / sub).mkdir(parents=True, exist_ok=True)
     broker_folders_ensure()
@@ -92,9 +123,11 @@ def main() -> int:
     demo_data_ensure()
     key = demo_key_ensure()
     children = processes_start()
+    if not _answers(children):
+        return _stop_all(children, clean=False)
     base = f"http://{HOST}:{PORT}/_rest/v4"
     print(
-        f"\nInsights is starting on http://{HOST}:{PORT}/ (admin: /admin/)\n"
+        f"\nInsights is running on http://{HOST}:{PORT}/ (admin: /admin/, API docs: /_rest/v4/docs)\n"
         f"demo API key for customer '{DEMO_CUSTOMER}': {key}\n"
         "try:\n"
         f"  curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
@@ -105,6 +138,24 @@ def main() -> int:
         flush=True,
     )
     return _supervise(children)
+
+
+NAMES = ("web (gunicorn)", "worker (celery)", "beat (celery)")
+
+
+def _answers(children: list[subprocess.Popen[bytes]], timeout: float = 60) -> bool:
+    """Wait until the web port answers; False (saying which process died, or that nothing answered)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in zip(NAMES, children, strict=True):
+            if child.poll() is not None:
+                print(f"{name} exited with status {child.returncode}; see its output above", file=sys.stderr)
+                return False
+        with contextlib.suppress(OSError), socket.create_connection((HOST, int(PORT)), timeout=1):
+            return True
+        time.sleep(0.2)
+    print(f"nothing answered on {HOST}:{PORT} within {timeout:.0f} s", file=sys.stderr)
+    return False
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
@@ -118,6 +169,13 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
     signal.signal(signal.SIGTERM, stop)
     while not stopping and all(child.poll() is None for child in children):
         time.sleep(0.5)
+    for name, child in zip(NAMES, children, strict=True):
+        if child.poll() is not None and not stopping:
+            print(f"{name} exited with status {child.returncode}: stopping everything", file=sys.stderr)
+    return _stop_all(children, clean=stopping)
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]], *, clean: bool) -> int:
     for child in children:
         if child.poll() is None:
             child.terminate()
@@ -127,7 +185,7 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
             child.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             child.kill()
-    return 0 if stopping else 1
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":

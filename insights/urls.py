@@ -9,15 +9,12 @@ from rest_framework.permissions import AllowAny
 
 from insights.admin_login import admin_login
 from insights.apis import AuthenticateApi
-from insights.health import healthz, readyz
 from queries.apis import api_path_not_found
 
 # The schema and its docs page are public, and ignore any Authorization header (a stale token must not hide them).
 PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
-    path("readyz", readyz, name="readyz"),
     path("admin/login/", admin_login, name="admin-login"),  # before the admin's own: throttled
     path("admin/", admin.site.urls),
     path("_rest/v4/authenticate", AuthenticateApi.as_view(), name="authenticate"),

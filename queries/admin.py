@@ -22,6 +22,9 @@ from queries.models import QueryRequest, QueryStatus
 from queries.services import query_cancel, query_create
 from queries.validation import QueryValidationError
 
+# The type tags of a plan's parameters (queries.plan), as an operator reads them.
+PARAMETER_TYPES = {"s": "string", "i": "integer", "f": "float", "b": "boolean", "t": "timestamp"}
+
 
 @admin.register(QueryRequest)
 class QueryRequestAdmin(admin.ModelAdmin):
@@ -123,7 +126,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
         if not obj.plan:
             return "-"
         plan = json.loads(obj.plan)
-        params = "\n".join(f"  {kind} {value}" for kind, value in plan.get("params", []))
+        params = "\n".join(
+            f"  ${number} = {value} ({PARAMETER_TYPES.get(kind, kind)})"
+            for number, (kind, value) in enumerate(plan.get("params", []), start=1)
+        )
         return format_html("<pre>{}</pre><pre>{}</pre>", plan.get("sql", ""), params or "")
 
     @admin.display(description="files")

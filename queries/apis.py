@@ -14,7 +14,6 @@ from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -55,8 +54,11 @@ def api_path_not_found(request: HttpRequest) -> HttpResponse:
     Under dwh/Q/ it names a query that does not exist (a guid holding a '/', a negative part number), so it gets
     the unknown-guid list, as the documented 404 of those paths says; elsewhere the error envelope.
     """
-    if request.path.startswith(reverse("query-collection") + "/"):
-        body: Any = NotFoundError(QueryNotFound().message).body
+    collection = reverse("query-collection")
+    if request.path == collection + "/":
+        body: Any = {"code": status.HTTP_404_NOT_FOUND, "message": f"Not found. Queries are at {collection}."}
+    elif request.path.startswith(collection + "/"):
+        body = NotFoundError(QueryNotFound().message).body
     else:
         body = {"code": status.HTTP_404_NOT_FOUND, "message": "Not found."}
     return JsonResponse(body, status=status.HTTP_404_NOT_FOUND, safe=False)
@@ -203,13 +205,6 @@ def _expired(query: QueryRequest) -> ApiError:
     )
 
 
-def _json_head(body: Any, status_code: int) -> HttpResponse:
-    """A HEAD answer carrying the headers of the JSON a GET would send: its type and length, no body."""
-    response = HttpResponse(status=status_code, content_type="application/json")
-    response["Content-Length"] = str(len(JSONRenderer().render(body)))
-    return response
-
-
 def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
     name = part["path"].rsplit("/", 1)[-1]
     return {
@@ -245,10 +240,11 @@ class QueryDetailApi(QueryApiBase):
             raise _expired(query)
         return Response(location_body(query))
 
-    def head(self, request: Request, guid: str) -> HttpResponse:
+    def head(self, request: Request, guid: str) -> HttpResponse | Response:
         """A Completed query: the headers of its first file's download. Otherwise the headers of what GET
-        answers (JSON, its length), with no body either way."""
+        answers (JSON, its length). No body either way (insights.middleware.head_without_body)."""
         query = query_get(customer=self.customer(request), guid=guid)
+        response: HttpResponse | Response
         if query.status == QueryStatus.COMPLETED and query.files:
             response = HttpResponse(status=200)
             for key, value in _file_headers(query, query.files[0]).items():
@@ -256,11 +252,11 @@ class QueryDetailApi(QueryApiBase):
             response["X-Row-Count"] = str(query.row_count or 0)
         elif query.status == QueryStatus.EXPIRED:
             expired = _expired(query)
-            response = _json_head(
-                {"code": expired.status_code, "message": expired.message}, expired.status_code
+            response = Response(
+                {"code": expired.status_code, "message": expired.message}, status=expired.status_code
             )
         else:
-            response = _json_head(location_body(query), status.HTTP_200_OK)
+            response = Response(location_body(query))
         response["X-Query-Status"] = query.status
         return response
 

@@ -133,9 +133,19 @@ def query_fail(*, claim: Claim, message: str) -> bool:
 
 
 def query_stopped(*, claim: Claim, timed_out: bool) -> bool:
-    """The run stopped on a cancel or the time limit: Canceled, saying which."""
-    return _finish(
-        claim, status=QueryStatus.CANCELED, messages=[TIMED_OUT if timed_out else CANCELED_BY_CUSTOMER]
+    """The run stopped: at the time limit (Canceled, saying so), or because the customer canceled it (only if
+    a cancel was asked for: a run that stopped because it lost its lease has nothing to say about the query)."""
+    if timed_out:
+        return _finish(claim, status=QueryStatus.CANCELED, messages=[TIMED_OUT])
+    held = _held(claim).filter(cancel_requested=True)
+    return bool(
+        held.update(
+            status=QueryStatus.CANCELED,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            publication=None,
+            messages=[CANCELED_BY_CUSTOMER],
+        )
     )
 
 

@@ -41,8 +41,8 @@ import pyarrow.parquet as pq
 from django.conf import settings
 
 from exports.engines import engine_from_url
-from exports.engines.base import WarehouseEngine
-from exports.schema import ColumnType, arrow_schema
+from exports.engines.base import EVENTS_TABLE, Statement, WarehouseEngine
+from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 from queries.catalog import Catalog, catalog
 
 # File kinds by name ending; the longest matching ending wins (".csv.gz" before ".gz").
@@ -123,6 +123,17 @@ def warehouse_loader(url: str | None = None, *, events_catalog: Catalog | None =
         engine.close()
         raise
     return engine
+
+
+def warehouse_has_events(engine: WarehouseEngine) -> bool:
+    """Whether the events table holds at least one row (it must exist: see warehouse_loader)."""
+    probe = Statement(
+        sql=f"SELECT 1 AS {quote_identifier('one')} FROM {quote_identifier(EVENTS_TABLE)} LIMIT 1",
+        params=(),
+        columns=(Column("one", ColumnType.INTEGER),),
+        dialect=engine.dialect.name,
+    )
+    return any(batch.num_rows for batch in engine.execute(probe))
 
 
 def events_file_read(path: str | Path, *, events_catalog: Catalog | None = None) -> pa.Table:

@@ -324,7 +324,11 @@ def _commit(
     # finds what it placed and finishes or removes it (queries.journal), and no other attempt runs meanwhile.
     journal = journal_build(destination_id=destination_id, files=files, manifest_path=manifest_key)
     if not query_publication_record(claim=claim, journal=journal):
-        logger.warning("query %s attempt %s lost its lease before publishing", request.guid, claim.attempt)
+        # A cancel that arrived after the last part (Canceled now, not when the lease runs out), or a lost lease.
+        if not query_stopped(claim=claim, timed_out=False):
+            logger.warning(
+                "query %s attempt %s lost its lease before publishing", request.guid, claim.attempt
+            )
         return  # leaving the publication block removes what was staged
     delivery.tries.run(
         lambda: delivery.publication.commit(

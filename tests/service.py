@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import json
@@ -242,7 +243,8 @@ class Shape:
 
 
 SHAPES = ("embedded", "production")
-TEST_SECRETS_KEY = "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtb2Yta2V5LTAwMDA="
+# A Fernet key (32 bytes, url-safe base64) for the services these tests start; no deployment uses it.
+TEST_SECRETS_KEY = base64.urlsafe_b64encode(b"insights-tests-only-secrets-key!").decode()
 
 
 def embedded_shape(var_dir: Path) -> Shape:

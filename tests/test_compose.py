@@ -44,12 +44,29 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 APP_SERVICES = sorted(name for name, service in SERVICES.items() if "build" in service)  # built from here
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 VOLUME_MOUNT = "/var/lib/insights"
-# What an operator puts in .env (generated once; any values of the right kind do).
-DOTENV = {
+# What README's Deploy section has an operator set in .env after `cp .env.example .env`.
+OPERATOR_SETS = {
     "DJANGO_SECRET_KEY": "compose-test-secret-key-" + "x" * 40,
     "INSIGHTS_SECRETS_KEY": "Y29tcG9zZS10ZXN0LWtleS0zMi1ieXRlcy1sb25nISE=",
+    "DJANGO_ALLOWED_HOSTS": "insights.example.com",
 }
-TLS_PROXY = {"X-Forwarded-Proto": "https"}  # what the TLS proxy in front of web adds
+# What the TLS proxy in front of web does: keeps the Host the client asked for and says it was HTTPS.
+TLS_PROXY = {"X-Forwarded-Proto": "https", "Host": "insights.example.com"}
+
+
+def dotenv_read(text: str) -> dict[str, str]:
+    """A .env file as compose reads it (NAME=value lines; .env.example keeps to the plain form)."""
+    values = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+# The operator's .env: the example with their settings, as compose finds it beside docker-compose.yml.
+_EXAMPLE = (ROOT / ".env.example").read_text()
+DOTENV = {**dotenv_read(_EXAMPLE), **OPERATOR_SETS}
 
 
 # -- what compose does with the file ------------------------------------------------------------------------
@@ -127,9 +144,14 @@ class Mapping:
 
 
 def service_env(name: str, mapping: Mapping) -> dict[str, str]:
-    """Exactly what the container of `name` would see: the image's ENV, then the service's environment."""
-    environment = SERVICES[name].get("environment", {})
+    """Exactly what the container of `name` would see: the image's ENV, then its env_file (.env), then its
+    `environment`."""
+    service = SERVICES[name]
+    environment = service.get("environment", {})
     env = {**image_env(), "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(mapping.volume)}
+    if service.get("env_file"):
+        assert service["env_file"] in (".env", [".env"]), service["env_file"]
+        env.update(DOTENV)
     for variable, value in environment.items():
         env[variable] = mapping.apply(interpolate(str(value), DOTENV))
     return {variable: mapping.apply(value) for variable, value in env.items()}
@@ -277,13 +299,21 @@ def test_migrate_runs_once_before_web_worker_and_beat() -> None:
 
 @pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "INSIGHTS_SECRETS_KEY"])
 def test_compose_refuses_to_start_without_a_secret(missing: str) -> None:
-    """Both secrets come from the operator's environment; compose stops with a message naming the one
-    missing, rather than starting containers that cannot run."""
-    variables = {name: value for name, value in DOTENV.items() if name != missing}
+    """Both secrets come from the operator's .env; compose stops with a message naming the one missing (the
+    example leaves them empty), rather than starting containers that cannot run."""
+    variables = {**DOTENV, missing: dotenv_read(_EXAMPLE)[missing]}
+    assert variables[missing] == ""
     with pytest.raises(ComposeError, match=missing):
         for name in APP_SERVICES:
             for value in SERVICES[name]["environment"].values():
                 interpolate(str(value), variables)
+
+
+def test_the_app_services_take_every_setting_of_the_env_file_and_run_in_production_mode() -> None:
+    for name in APP_SERVICES:
+        assert SERVICES[name]["env_file"] == ".env", name
+        # The example leaves INSIGHTS_PRODUCTION empty (0 for make run): under compose it means production.
+        assert interpolate(str(SERVICES[name]["environment"]["INSIGHTS_PRODUCTION"]), DOTENV) == "1"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,17 +65,32 @@ def _read_key(process: subprocess.Popen[str], deadline: float) -> tuple[str, lis
     raise AssertionError("no demo key printed:\n" + "".join(seen))
 
 
-def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+def _env(var_dir: Path, port: int) -> dict[str, str]:
+    return {
         **{
             k: v
             for k, v in os.environ.items()
             if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WAREHOUSE_URL")
         },
-        "INSIGHTS_VAR_DIR": str(tmp_path),
+        "INSIGHTS_VAR_DIR": str(var_dir),
         "INSIGHTS_PORT": str(port),
     }
+
+
+def _devserver(env: dict[str, str], stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "insights.devserver"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = _env(tmp_path, port)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
@@ -82,14 +98,7 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
         check=True,
         capture_output=True,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "insights.devserver"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = _devserver(env)
     try:
         key, printed = _read_key(process, time.monotonic() + 120)
         curl_lines = [line for line in printed if "curl" in line]
@@ -122,3 +131,24 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
+
+    # A restart on the same var dir reuses the key and the demo data: nothing is seeded twice.
+    again = _devserver(env)
+    try:
+        second_key, printed = _read_key(again, time.monotonic() + 120)
+        assert second_key == key
+        assert "demo warehouse: the warehouse already holds events: nothing loaded\n" in printed
+    finally:
+        again.send_signal(signal.SIGINT)
+        again.wait(timeout=60)
+
+
+def test_make_run_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _devserver(_env(tmp_path, port), stderr=subprocess.PIPE)
+        _, error = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert f"port {port} on 127.0.0.1 is in use" in error and "INSIGHTS_PORT=" in error

@@ -9,8 +9,9 @@ import subprocess
 from tests.service import BIN, ROOT
 
 EXAMPLE = ROOT / ".env.example"
-# Read by a program the project runs rather than by its code: gunicorn binds 0.0.0.0:$PORT.
-READ_ELSEWHERE = {"PORT"}
+# Read by a program the project runs rather than by its code: gunicorn binds 0.0.0.0:$PORT; docker-compose.yml
+# interpolates the passwords of the PostgreSQL and MinIO it starts.
+READ_ELSEWHERE = {"PORT", "POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD"}
 _READ = re.compile(r"""(?:env_(?:str|int|bool|list)|os\.environ\.get)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 
 
@@ -33,6 +34,16 @@ def test_every_variable_the_code_reads_is_listed_once() -> None:
     assert len(read) > 30, "the scan of the code found too little: is the pattern still right?"
     assert sorted(read - set(listed)) == [], "read by the code but missing from .env.example"
     assert sorted(set(listed) - read - READ_ELSEWHERE) == [], "listed but read by nothing"
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert all(f"${{{name}" in compose for name in READ_ELSEWHERE - {"PORT"})
+
+
+def test_every_line_reads_the_same_in_a_shell_and_in_docker_compose() -> None:
+    """Compose's .env reader does not strip a comment after an empty value (`NAME=   # text` is the value
+    "# text"), and a shell would split a value with spaces: every assignment is a bare NAME=value."""
+    for number, line in enumerate(EXAMPLE.read_text().splitlines(), start=1):
+        if line and not line.startswith("#"):
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*=[^\s#'\"]*", line), f".env.example:{number}: {line!r}"
 
 
 def test_the_example_sources_cleanly_and_the_service_starts_on_it(tmp_path) -> None:

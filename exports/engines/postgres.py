@@ -266,6 +266,8 @@ def _warehouse_error(exc: BaseException, *, connection_lost: bool = False) -> Wa
         )
     if isinstance(exc, psycopg.OperationalError):
         return WarehouseError("the warehouse is unavailable" + suffix, retryable=True)
+    if isinstance(exc, pg_errors.UndefinedTable):
+        return WarehouseError("the warehouse has no events table: load events first" + suffix)
     if isinstance(exc, psycopg.DataError):
         return WarehouseError("a value cannot be stored or compared by the warehouse" + suffix)
     return WarehouseError("the warehouse query failed" + suffix)

@@ -328,3 +328,16 @@ def test_any_driver_error_that_leaves_the_session_gone_is_retryable() -> None:
     odd = psycopg.InternalError("received 2 results from command 'FETCH FORWARD 65536'")
     assert _warehouse_error(odd, connection_lost=True).retryable
     assert not _warehouse_error(odd, connection_lost=False).retryable
+
+
+def test_a_postgres_warehouse_with_no_events_table_says_so(postgres) -> None:
+    engine = engine_from_url(postgres.create_database("no_events_yet"))
+    statement = Statement(
+        sql='SELECT "Ani" FROM "events"',
+        params=(),
+        columns=(Column("Ani", ColumnType.STRING),),
+        dialect="postgresql",
+    )
+    with pytest.raises(WarehouseError, match="no events table: load events first"):
+        list(engine.execute(statement))
+    engine.close()

@@ -72,3 +72,9 @@ def test_password_guessing_is_throttled_before_the_password_is_checked(db, setti
         "/_rest/v4/authenticate", {"username": "ann", "password": "right-password-123"}, format="json"
     )
     assert elsewhere.status_code == 200 and elsewhere.json()["token"]
+
+
+def test_the_collection_with_a_trailing_slash_points_to_it(client):
+    response = client.post("/_rest/v4/dwh/Q/", data="{}", content_type="application/json")
+    assert response.status_code == 404
+    assert response.json() == {"code": 404, "message": "Not found. Queries are at /_rest/v4/dwh/Q."}

@@ -35,3 +35,16 @@ def test_probes_are_not_redirected_to_https_in_production(client, settings):
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code == 200
     assert client.get("/admin/login/").status_code == 301
+
+
+def test_probes_answer_whatever_host_they_are_sent_to(client, settings):
+    """Compose's healthcheck asks http://127.0.0.1:8000/readyz while ALLOWED_HOSTS names the public host."""
+    settings.ALLOWED_HOSTS = ["insights.example.com"]
+    assert client.get("/healthz", HTTP_HOST="127.0.0.1:8000").status_code == 200
+    assert client.get("/_rest/v4/dwh/Q", HTTP_HOST="127.0.0.1:8000").status_code == 400  # DisallowedHost
+
+
+def test_head_of_a_probe_has_its_headers_and_no_body(client):
+    response = client.head("/healthz")
+    assert response.status_code == 200 and response.content == b""
+    assert int(response["Content-Length"]) == len(client.get("/healthz").content)

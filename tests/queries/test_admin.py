@@ -28,7 +28,7 @@ def test_list_filters_and_search(admin_client, customer_factory):
 def test_detail_shows_body_sql_and_timings(admin_client, customer_factory):
     query = _query(customer_factory("acme"), messages=["boom"])
     page = admin_client.get(f"/admin/queries/queryrequest/{query.pk}/change/").content.decode()
-    for text in ("SELECT 1", "&quot;data&quot;", "boom", query.fingerprint, "Run time"):
+    for text in ("SELECT 1", "$1 = acme (string)", "&quot;data&quot;", "boom", query.fingerprint, "Run time"):
         assert text in page, text
 
 

@@ -426,3 +426,41 @@ def test_a_new_attempt_counts_its_progress_from_zero(customer_factory, db):
     assert claim is not None and claim.attempt == 2
     query.refresh_from_db()
     assert (query.progress_rows, query.progress_bytes) == (0, 0)
+
+
+def test_a_cancel_after_the_last_part_ends_the_query_at_once(
+    customer_factory, warehouse, local_exports, monkeypatch, enqueue_nothing
+):
+    """The export finished, the publication is about to be journaled, the customer cancels: Canceled now,
+    nothing published, not Pending until the lease runs out (the slot is the customer's again at once)."""
+    from queries.lifecycle import query_cancel
+
+    record = runner.query_publication_record
+
+    def cancel_first(*, claim, journal):
+        query_cancel(request=QueryRequest.objects.get(pk=claim.request.pk))
+        return record(claim=claim, journal=journal)
+
+    monkeypatch.setattr(runner, "query_publication_record", cancel_first)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.messages) == (QueryStatus.CANCELED, [CANCELED_BY_CUSTOMER])
+    assert not list(local_exports.rglob("*.gz")) and not list(local_exports.rglob("*.partial"))
+
+
+def test_a_run_that_lost_its_lease_leaves_the_query_to_its_new_attempt(
+    customer_factory, warehouse, local_exports, monkeypatch, enqueue_nothing
+):
+    record = runner.query_publication_record
+
+    def lose_the_lease_first(*, claim, journal):
+        QueryRequest.objects.filter(pk=claim.request.pk).update(attempts=claim.attempt + 1)  # another worker
+        return record(claim=claim, journal=journal)
+
+    monkeypatch.setattr(runner, "query_publication_record", lose_the_lease_first)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert (query.status, query.attempts, query.messages) == (QueryStatus.PENDING, 2, [])
+    assert not list(local_exports.rglob("*.gz"))

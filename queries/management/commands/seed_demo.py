@@ -11,7 +11,7 @@ from django.core.validators import validate_slug
 
 from exports.engines.base import WarehouseError
 from queries.demo import DEFAULT_DAYS, DEFAULT_START, demo_batches, demo_customer_keys, demo_customers
-from queries.loading import warehouse_loader
+from queries.loading import warehouse_has_events, warehouse_loader
 
 DEFAULT_CUSTOMERS = 3
 
@@ -54,6 +54,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--warehouse", metavar="URL", help="Warehouse URL (default: the WAREHOUSE_URL setting)."
         )
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Load nothing when the warehouse already holds events (what `make run` does on each start).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         keys = _customer_keys(options["customers"], options["customer_keys"])
@@ -71,6 +76,10 @@ class Command(BaseCommand):
             raise CommandError(f"--warehouse: {exc}") from None
         except WarehouseError as exc:
             raise CommandError(f"cannot open the warehouse: {exc}") from None
+        if options["if_empty"] and warehouse_has_events(engine):
+            engine.close()
+            self.stdout.write("the warehouse already holds events: nothing loaded")
+            return
         rows = 0
         try:
             # One load per batch keeps memory flat; a failure leaves the batches already loaded in place.
