@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from exports.storage.base import StorageError
+from exports.errors import StorageError
 from insights.destinations import destination_secret_names, destination_secrets_set, destination_test
 from insights.models import Destination
 

@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from exports.storage.base import StorageError
+from exports.errors import StorageError
 from insights.destinations import destination_default
 from queries.delivery import result_redeliver
 from queries.errors import ConcurrencyLimitReached, QueryConflict

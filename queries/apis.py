@@ -18,7 +18,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exports.storage.base import ObjectNotFound, Storage, StorageError
+from exports.errors import ObjectNotFound, StorageError
+from exports.storage.base import Storage
 from insights.errors import ApiError
 from insights.models import Customer
 from queries import api_schema as doc

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from exports.storage.base import ObjectNotFound, Storage
+from exports.errors import ObjectNotFound
+from exports.storage.base import Storage
 from insights.destinations import destination_storage
 from insights.models import Destination
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from exports.storage.base import StorageError
+from exports.errors import StorageError
 from insights.destinations import destination_storage
 from insights.models import Customer, Destination
 from queries.delivery import query_storage

@@ -17,8 +17,9 @@ import queue
 import threading
 from collections.abc import Callable
 
-from exports.storage.base import Publication, StorageError
-from exports.writers import PartFile, WriteCanceled
+from exports.errors import StorageError, WriteCanceled
+from exports.storage.base import Publication
+from exports.writers import PartFile
 from queries.errors import QueryFailed
 
 logger = logging.getLogger(__name__)

@@ -23,13 +23,18 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
-from exports.storage.base import Publication, Storage, StorageError
-from exports.writers import (
-    PartFile,
+from exports.engines.base import Statement, WarehouseEngine
+from exports.errors import (
+    QueryCanceled,
+    StorageError,
+    WarehouseError,
     WriteCanceled,
     WriteError,
     WriteLimitExceeded,
+)
+from exports.storage.base import Publication, Storage
+from exports.writers import (
+    PartFile,
     manifest_build,
     manifest_bytes,
     manifest_file_name,

@@ -20,7 +20,8 @@ from typing import Protocol, cast
 
 import pyarrow as pa
 
-from exports.engines.base import ROW_ID, Statement, WarehouseEngine, WarehouseError
+from exports.engines.base import ROW_ID, Statement, WarehouseEngine
+from exports.errors import WarehouseError
 
 # scheme -> "module:Class"; imported on first use so a deployment only needs the driver of the engine it runs.
 ENGINES: dict[str, str] = {

@@ -14,22 +14,11 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exports.errors import QueryCanceled
 from exports.schema import Column
 
 EVENTS_TABLE = "events"
 ROW_ID = "_row_id"  # load order; the tie-break that makes output order total and equal on every engine
-
-
-class WarehouseError(Exception):
-    """An engine failure. `retryable` says whether running the same statement again may succeed."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class QueryCanceled(WarehouseError):
-    """The statement was interrupted by cancel()."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,11 @@ from exports.engines.base import (
     Dialect,
     Estimate,
     KeyOrderCheck,
-    QueryCanceled,
     SessionEngine,
     Statement,
     Unordered,
-    WarehouseError,
 )
+from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 
 MEMORY = ":memory:"

@@ -20,16 +20,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 
 from exports.engines import load_table_conform, statement_check
-from exports.engines.base import (
-    EVENTS_TABLE,
-    ROW_ID,
-    Dialect,
-    Estimate,
-    QueryCanceled,
-    SessionEngine,
-    Statement,
-    WarehouseError,
-)
+from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Estimate, SessionEngine, Statement
+from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 
 POSTGRES = Dialect(

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from exports.storage.base import ObjectNotFound, ObjectStat, Storage, StorageError, key_validate
+from exports.errors import ObjectNotFound, StorageError
+from exports.storage.base import ObjectStat, Storage, key_validate
 
 # kind -> "module:Class"
 _BACKENDS: dict[str, str] = {

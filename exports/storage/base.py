@@ -17,22 +17,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-
-class StorageError(Exception):
-    """A storage failure. `retryable` says whether the same operation may succeed if tried again."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class ObjectNotFound(StorageError):
-    """No object under that key."""
-
-
-class PublishFenced(StorageError):
-    """The commit check refused: nothing was published (never retryable)."""
-
+from exports.errors import ObjectNotFound, PublishFenced, StorageError
 
 CommitCheck = Callable[[], bool]
 

@@ -14,14 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from exports.errors import ObjectNotFound, StorageError
 from exports.storage.base import (
     CommitCheck,
-    ObjectNotFound,
     ObjectStat,
     Publication,
     RangeReader,
     Storage,
-    StorageError,
     key_validate,
     range_check,
     staging_name,

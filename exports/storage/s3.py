@@ -52,17 +52,8 @@ import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from exports.storage.base import (
-    CommitCheck,
-    ObjectNotFound,
-    ObjectStat,
-    Publication,
-    PublishFenced,
-    Storage,
-    StorageError,
-    key_validate,
-    range_check,
-)
+from exports.errors import ObjectNotFound, PublishFenced, StorageError
+from exports.storage.base import CommitCheck, ObjectStat, Publication, Storage, key_validate, range_check
 
 logger = logging.getLogger(__name__)
 

@@ -43,13 +43,12 @@ from typing import Any, BinaryIO, TypeVar, cast
 import paramiko
 from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, CMD_WRITE, int64
 
+from exports.errors import ObjectNotFound, StorageError
 from exports.storage.base import (
     CommitCheck,
-    ObjectNotFound,
     ObjectStat,
     Publication,
     Storage,
-    StorageError,
     key_validate,
     range_check,
     staging_name,

@@ -3,15 +3,8 @@
 One module per format.
 """
 
-from exports.writers.csv_gzip import (
-    PartFile,
-    WriteCanceled,
-    WriteError,
-    WriteLimitExceeded,
-    remove_parts,
-    temporary_path,
-    write_csv_gzip_parts,
-)
+from exports.errors import WriteCanceled, WriteError, WriteLimitExceeded
+from exports.writers.csv_gzip import PartFile, remove_parts, temporary_path, write_csv_gzip_parts
 from exports.writers.manifest import (
     manifest_build,
     manifest_bytes,

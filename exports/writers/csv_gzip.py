@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from exports.errors import WriteCanceled, WriteError, WriteLimitExceeded
 from exports.schema import Column, ColumnType
 
 try:  # ISA-L compresses several times faster than zlib at the same ratio; optional so a bare install works
@@ -68,22 +69,6 @@ _FIXED_WIDTH = {
 }
 _TIMESTAMP_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _TIMESTAMP_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-class WriteError(Exception):
-    """The export could not be written; `retryable` says whether writing the same batches again may work."""
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class WriteCanceled(WriteError):
-    """should_stop() asked the writer to stop."""
-
-
-class WriteLimitExceeded(WriteError):
-    """The uncompressed output grew past max_bytes."""
 
 
 @dataclass(frozen=True, slots=True)

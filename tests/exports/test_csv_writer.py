@@ -25,16 +25,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exports.errors import WriteCanceled, WriteError, WriteLimitExceeded
 from exports.schema import Column, ColumnType, arrow_schema
 from exports.writers import csv_gzip
-from exports.writers.csv_gzip import (
-    PartFile,
-    WriteCanceled,
-    WriteError,
-    WriteLimitExceeded,
-    temporary_path,
-    write_csv_gzip_parts,
-)
+from exports.writers.csv_gzip import PartFile, temporary_path, write_csv_gzip_parts
 
 # --- the reference formatter (tests only) ----------------------------------------------------------
 

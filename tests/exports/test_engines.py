@@ -16,9 +16,10 @@ import pytest
 
 from exports.engines import engine_from_url
 from exports.engines import postgres as postgres_module
-from exports.engines.base import QueryCanceled, Statement, WarehouseEngine, WarehouseError
+from exports.engines.base import Statement, WarehouseEngine
 from exports.engines.duckdb import DuckDBEngine, duckdb_path
 from exports.engines.postgres import PostgresEngine
+from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 from queries.catalog import catalog
 

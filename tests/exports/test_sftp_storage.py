@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exports.errors import PublishFenced
 from exports.storage import ObjectNotFound, StorageError, storage_for
 from exports.storage import sftp as sftp_module
-from exports.storage.base import PublishFenced
 from exports.storage.sftp import SftpStorage, host_key_parse
 from tests.servers import free_port
 from tests.sshd import SshdServer, keypair, sshd_server

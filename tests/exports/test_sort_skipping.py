@@ -12,8 +12,9 @@ import pyarrow as pa
 import pytest
 
 from exports.engines import engine_from_url
-from exports.engines.base import KeyOrderCheck, WarehouseError
+from exports.engines.base import KeyOrderCheck
 from exports.engines.duckdb import DuckDBEngine
+from exports.errors import WarehouseError
 from queries.catalog import catalog
 from queries.compiler import query_compile
 from queries.validation import query_validate

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from exports.storage.base import Publication, StorageError
-from exports.writers import PartFile, WriteCanceled
+from exports.errors import StorageError, WriteCanceled
+from exports.storage.base import Publication
+from exports.writers import PartFile
 from queries.errors import QueryFailed
 from queries.part_upload import DeliveryTries, PartUploader
 

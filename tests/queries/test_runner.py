@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from exports.engines import engine_from_url
-from exports.engines.base import WarehouseError
-from exports.storage.base import Publication, StorageError
+from exports.errors import StorageError, WarehouseError
+from exports.storage.base import Publication
 from exports.storage.local import LocalStorage
 from queries import runner
 from queries.catalog import catalog

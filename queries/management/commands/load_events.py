@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exports.engines.base import WarehouseEngine, WarehouseError
+from exports.engines.base import WarehouseEngine
+from exports.errors import WarehouseError
 from queries.loading import FILE_KINDS, LoadError, events_file_read, warehouse_loader
 
 

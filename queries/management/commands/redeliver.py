@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exports.storage.base import StorageError
+from exports.errors import StorageError
 from insights.destinations import destination_default
 from insights.models import Destination
 from queries.delivery import result_redeliver

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 
-from exports.engines.base import WarehouseError
+from exports.errors import WarehouseError
 from queries.demo import DEFAULT_DAYS, DEFAULT_START, demo_batches, demo_customer_keys, demo_customers
 from queries.loading import warehouse_has_events, warehouse_loader
 
