@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -88,51 +89,35 @@ def _worker_path(
 ) -> tuple[int, int, int]:
     """What queries.runner does between the claim and the final status update, minus the database writes:
     parts are staged into the local storage's publication by the upload thread as they are finished."""
-    import threading
-
     from django.conf import settings
 
     from exports.engines import engine_from_url
+    from exports.pipeline import ExportOptions, StagedExport
+    from exports.results import ResultNames
     from exports.storage.local import LocalStorage
-    from exports.writers import (
-        manifest_build,
-        manifest_bytes,
-        manifest_file_name,
-        manifest_schema,
-        part_file_name,
-        write_csv_gzip_parts,
-    )
-    from queries.part_upload import DeliveryTries, PartUploader
+    from exports.writers import manifest_build, manifest_bytes, manifest_schema
 
-    guid, epoch_ms = "0" * 32, int(time.time() * 1000)
+    names = ResultNames(prefix="reports/bench", guid="0" * 32, epoch_ms=int(time.time() * 1000))
     workdir, storage = out / "work", LocalStorage(out / "exports")
     workdir.mkdir(parents=True, exist_ok=True)
     engine = engine_from_url(
         f"duckdb:///{warehouse}", read_only=True, memory_limit=memory_limit, temp_directory=str(spill)
     )
-    stop = threading.Event()
-    tries = DeliveryTries(retries=0, backoff_seconds=0, stop=stop, record_try=lambda: None, label="bench")
+    options = ExportOptions(
+        part_bytes=part_bytes,
+        compression_level=settings.EXPORT_GZIP_LEVEL,
+        max_bytes=None,
+        parts_in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
+        retries=0,
+        backoff_seconds=0,
+    )
     with storage.publication() as publication:
-        uploader = PartUploader(
-            publication,
-            key_for=lambda name: f"reports/bench/{name}",
-            in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
-            tries=tries,
-            stop=stop,
+        export = StagedExport(
+            publication, names=names, directory=workdir, options=options, control=_Unattended(), label="bench"
         )
         try:
-            parts = write_csv_gzip_parts(
-                engine.execute(statement),
-                columns=statement.columns,
-                directory=workdir,
-                name_for_part=lambda index: part_file_name(guid=guid, epoch_ms=epoch_ms, index=index),
-                part_bytes=part_bytes,
-                compression_level=settings.EXPORT_GZIP_LEVEL,
-                on_part=uploader.put,
-            )
-            uploader.finish()
+            parts = export.write(engine.execute(statement), statement.columns)
         finally:
-            uploader.close()
             engine.close()
         manifest = manifest_build(
             parts=parts,
@@ -140,10 +125,26 @@ def _worker_path(
             fingerprint="",
             schema=manifest_schema(statement.columns),
             created_at=datetime.now(UTC),
-            guid=guid,
+            guid=names.guid,
         )
-        publication.commit((manifest_bytes(manifest), f"reports/bench/{manifest_file_name(guid=guid)}"))
+        export.commit(manifest_bytes(manifest), commit_check=lambda: True)
     return sum(p.rows for p in parts), sum(p.bytes for p in parts), sum(p.compressed_bytes for p in parts)
+
+
+class _Unattended:
+    """The runner's control without a query behind it: never stopped, nothing recorded."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def should_stop(self) -> bool:
+        return False
+
+    def progress(self, rows: int, bytes_written: int) -> None:
+        pass
+
+    def delivery_tried(self) -> None:
+        pass
 
 
 def _duckdb_copy(

@@ -7,18 +7,13 @@ from pathlib import Path
 
 from exports.storage.base import Storage
 from insights.destinations import destination_storage
-from insights.models import Customer, Destination
+from insights.models import Destination
 from queries.models import QueryRequest, QueryStatus
 
 
 def query_storage(request: QueryRequest) -> Storage:
     """The storage holding a finished query's files."""
     return destination_storage(request.destination)
-
-
-def report_key(customer: Customer, name: str) -> str:
-    """The storage key of a result file: `reports/<customer key>/<name>`."""
-    return f"reports/{customer.key}/{name}"
 
 
 def result_redeliver(*, request: QueryRequest, destination: Destination | None, workdir: Path) -> list[str]:

@@ -1,19 +1,23 @@
-"""Run one query: its plan (compiled at POST) -> warehouse engine -> CSV/gzip parts -> storage, under a lease.
+"""Run one query, top to bottom: claim -> engine -> writer -> delivery -> complete.
 
-A supervisor thread extends the lease every HEARTBEAT seconds and watches for a cancel; on a cancel (or a lost
-lease) it interrupts the warehouse statement and the writer stops before the next batch. Nothing is published
-unless every part was written; the publication is journaled before its first final name appears, and every
-transition is fenced by the attempt number (queries.lifecycle).
+- claim: take the query's lease (queries.lifecycle); the attempt number fences every later write.
+- engine: the warehouse runs the plan compiled at POST (queries.plan), never the body again.
+- writer and delivery: exports.pipeline writes gzipped CSV parts and stages each at the customer's
+  destination while the next is written; a supervisor thread renews the lease every HEARTBEAT seconds and
+  stops everything (the warehouse statement included) on a cancel, a lost lease or the time limit.
+- complete: journal the publication (queries.journal), place every file under its final name (manifest last),
+  record Completed. Every failure ends the query with a message in the customer's terms; the server's own
+  words go to the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from exports.delivery import DeliveryFailed
 from exports.engines.base import Statement, WarehouseEngine
 from exports.errors import (
     QueryCanceled,
@@ -32,20 +37,12 @@ from exports.errors import (
     WriteError,
     WriteLimitExceeded,
 )
-from exports.storage.base import Publication, Storage
-from exports.writers import (
-    PartFile,
-    manifest_build,
-    manifest_bytes,
-    manifest_file_name,
-    manifest_schema,
-    part_file_name,
-    write_csv_gzip_parts,
-)
+from exports.pipeline import ExportOptions, StagedExport
+from exports.results import ResultNames
+from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
 from insights.destinations import destination_default, destination_storage
 from insights.failpoints import failpoint
-from insights.models import Destination
-from queries.delivery import report_key
+from insights.models import Customer
 from queries.dispatch import query_enqueue
 from queries.errors import QueryFailed
 from queries.journal import journal_build
@@ -64,7 +61,6 @@ from queries.lifecycle import (
     query_release,
     query_stopped,
 )
-from queries.part_upload import DeliveryTries, PartUploader
 from queries.plan import PlanError, plan_statement
 from queries.warehouse import warehouse_engine
 
@@ -88,6 +84,19 @@ def warehouse_unavailable_message(attempts: int) -> str:
     return f"The warehouse was unavailable; the query was tried {attempts} times. Try again later."
 
 
+def delivery_failed_message(failure: DeliveryFailed) -> str:
+    if failure.refused:
+        return f"The result could not be delivered: {failure}. Check the destination's settings in the admin."
+    return f"The result could not be delivered after {failure.tries} tries: {failure}"
+
+
+def cap_exceeded_message(customer: Customer) -> str:
+    return (
+        f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
+        "narrow the timestamp window, the fields or the filters."
+    )
+
+
 class _RetryLater(Exception):
     """The run failed in a way another attempt may not: `message` is what the customer reads if none is left."""
 
@@ -96,15 +105,17 @@ class _RetryLater(Exception):
         self.message = message
 
 
-@dataclass
-class _Progress:
-    """Written by the export thread, read by the supervisor; the stop event crosses between them."""
+class _RunControl:
+    """What the export asks of this run (exports.pipeline.ExportControl), and what the export thread, the
+    upload thread and the supervisor share: the stop event, the time limit, the progress figures."""
 
-    deadline: float  # time.monotonic() past which the query is stopped
-    rows: int = 0
-    bytes: int = 0
-    timed_out: bool = False
-    stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, claim: Claim, *, deadline: float) -> None:
+        self.claim = claim
+        self.deadline = deadline  # time.monotonic() past which the query is stopped
+        self.rows = 0
+        self.bytes = 0
+        self.timed_out = False
+        self.stop = threading.Event()
 
     def should_stop(self) -> bool:
         """Checked by the writer before each batch."""
@@ -113,8 +124,15 @@ class _Progress:
             self.stop.set()
         return self.stop.is_set()
 
-    def update(self, rows: int, bytes_written: int) -> None:
+    def progress(self, rows: int, bytes_written: int) -> None:
         self.rows, self.bytes = rows, bytes_written
+
+    def delivery_tried(self) -> None:
+        query_delivery_attempted(claim=self.claim)
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.timed_out or time.monotonic() >= self.deadline
 
 
 def query_run(*, query_id: int) -> None:
@@ -139,150 +157,191 @@ def query_run(*, query_id: int) -> None:
 
 
 def _run(claim: Claim, workdir: Path) -> None:
-    """Execute the plan compiled at POST (never the body again: see queries.plan)."""
-    try:
-        statement = plan_statement(claim.request.plan)
-    except PlanError:
-        logger.exception("query %s has a plan this worker cannot run", claim.request.guid)
-        raise QueryFailed(NOT_RUNNABLE) from None
+    statement = _statement(claim)
     engine = warehouse_engine()
     if statement.dialect != engine.dialect.name:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
-    # The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
-    # look like a dead worker to the reaper.
-    supervisor = threading.Thread(target=_supervise, args=(claim, engine, progress), daemon=True)
-    supervisor.start()
-    try:
-        _export_and_publish(claim, engine, statement, workdir, progress)
-    finally:
-        progress.stop.set()
-        supervisor.join()
-
-
-@dataclass(frozen=True)
-class _Delivery:
-    """Where this run's result goes: the customer's default destination (None: this server's local
-    directory), its storage, the open publication and the retry policy."""
-
-    destination: Destination | None
-    storage: Storage
-    publication: Publication
-    tries: DeliveryTries
-
-
-def _export_and_publish(
-    claim: Claim, engine: WarehouseEngine, statement: Statement, workdir: Path, progress: _Progress
-) -> None:
-    """Export into a publication at the customer's destination (parts upload while later parts are being
-    written), then commit it: all or nothing, manifest last."""
-    destination = destination_default(claim.request.customer)
-    tries = DeliveryTries(
-        retries=int(settings.DELIVERY_RETRIES),
-        backoff_seconds=float(settings.DELIVERY_BACKOFF_SECONDS),
-        stop=progress.stop,
-        record_try=lambda: query_delivery_attempted(claim=claim),
-        label=f"query {claim.request.guid}",
+    control = _RunControl(claim, deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
+    customer = claim.request.customer
+    destination = destination_default(customer)  # None: this server's local export directory
+    names = ResultNames.report(
+        customer_key=customer.key, guid=claim.request.guid, epoch_ms=int(time.time() * 1000)
     )
-    with destination_storage(destination) as storage, storage.publication() as publication:
-        delivery = _Delivery(destination, storage, publication, tries)
-        parts = _export_uploading(claim, engine, statement, workdir, progress, delivery)
+    with (
+        _supervised(claim, engine, control),
+        destination_storage(destination) as storage,
+        storage.publication() as publication,  # leaving the block unpublished removes what was staged
+    ):
+        export = StagedExport(
+            publication,
+            names=names,
+            directory=workdir,
+            options=_export_options(customer),
+            control=control,
+            label=f"query {claim.request.guid}",
+            # Looked up in the upload thread: each thread has its own connection (a bound method would be ours).
+            on_upload_thread_exit=lambda: db.connection.close(),
+        )
+        parts = _write(claim, export, engine, statement, control)
         if parts is None:
-            return  # canceled; leaving the block removes what was staged
+            return
         if sum(p.rows for p in parts) == 0:
             raise QueryFailed(EMPTY_RESULT)
-        _commit(claim, delivery, parts, schema=manifest_schema(statement.columns))
+        files = _publish(
+            claim, export, names, parts, statement, destination_id=getattr(destination, "pk", None)
+        )
+        if files and not _complete(claim, files, names, destination_id=getattr(destination, "pk", None)):
+            storage.delete([entry["path"] for entry in files])
 
 
-def _export_uploading(
-    claim: Claim,
-    engine: WarehouseEngine,
-    statement: Statement,
-    workdir: Path,
-    progress: _Progress,
-    delivery: _Delivery,
-) -> list[PartFile] | None:
-    """The parts written (and staged), or None when the export was canceled (the query is marked so)."""
-    customer = claim.request.customer
-    uploader = PartUploader(
-        delivery.publication,
-        key_for=lambda name: report_key(customer, name),
-        in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
-        tries=delivery.tries,
-        stop=progress.stop,
-        on_thread_exit=lambda: db.connection.close(),  # the upload thread's own connection
-    )
+def _statement(claim: Claim) -> Statement:
+    """The plan compiled at POST."""
     try:
-        parts = _export(claim, engine, statement, workdir, progress, on_part=uploader.put)
-        uploader.finish()
-        return parts
+        return plan_statement(claim.request.plan)
+    except PlanError:
+        logger.exception("query %s has a plan this worker cannot run", claim.request.guid)
+        raise QueryFailed(NOT_RUNNABLE) from None
+
+
+def _export_options(customer: Customer) -> ExportOptions:
+    return ExportOptions(
+        part_bytes=settings.EXPORT_PART_BYTES,
+        compression_level=settings.EXPORT_GZIP_LEVEL,
+        max_bytes=customer.max_bytes_per_query,
+        parts_in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
+        retries=int(settings.DELIVERY_RETRIES),
+        backoff_seconds=float(settings.DELIVERY_BACKOFF_SECONDS),
+    )
+
+
+def _write(
+    claim: Claim, export: StagedExport, engine: WarehouseEngine, statement: Statement, control: _RunControl
+) -> list[PartFile] | None:
+    """The parts written and staged, or None when the run was stopped (the query is marked so)."""
+    guid = claim.request.guid
+    try:
+        return export.write(engine.execute(statement), statement.columns)
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
-        query_stopped(claim=claim, timed_out=progress.timed_out or time.monotonic() >= progress.deadline)
+        query_stopped(claim=claim, timed_out=control.out_of_time)
         return None
     except WriteLimitExceeded:
-        raise QueryFailed(
-            f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
-            "narrow the timestamp window, the fields or the filters."
-        ) from None
+        raise QueryFailed(cap_exceeded_message(claim.request.customer)) from None
     except WarehouseError as error:
-        # The customer reads what happened in its terms; the server's own words go to the log.
-        logger.warning("query %s: warehouse error: %s", claim.request.guid, error)
+        logger.warning("query %s: warehouse error: %s", guid, error)
         if error.retryable:
             raise _RetryLater(warehouse_unavailable_message(claim.attempt)) from None
         raise QueryFailed(WAREHOUSE_FAILED) from None
+    except DeliveryFailed as failure:
+        raise QueryFailed(delivery_failed_message(failure)) from None
     except WriteError as error:
-        logger.error("query %s: the result could not be written: %s", claim.request.guid, error)
+        logger.error("query %s: the result could not be written: %s", guid, error)
         raise QueryFailed(WRITE_FAILED) from None
-    finally:
-        uploader.close()
-
-
-def _export(
-    claim: Claim,
-    engine: WarehouseEngine,
-    statement: Statement,
-    workdir: Path,
-    progress: _Progress,
-    *,
-    on_part: Callable[[PartFile], None],
-) -> list[PartFile]:
-    epoch_ms = int(time.time() * 1000)
-    guid = claim.request.guid
-    try:
-        return write_csv_gzip_parts(
-            engine.execute(statement),
-            columns=statement.columns,
-            directory=workdir,
-            name_for_part=lambda index: part_file_name(guid=guid, epoch_ms=epoch_ms, index=index),
-            part_bytes=settings.EXPORT_PART_BYTES,
-            compression_level=settings.EXPORT_GZIP_LEVEL,
-            max_bytes=claim.request.customer.max_bytes_per_query,
-            should_stop=progress.should_stop,
-            progress=progress.update,
-            on_part=on_part,
-        )
     finally:
         engine.close()
 
 
-def _supervise(claim: Claim, engine: WarehouseEngine, progress: _Progress) -> None:
+def _publish(
+    claim: Claim,
+    export: StagedExport,
+    names: ResultNames,
+    parts: list[PartFile],
+    statement: Statement,
+    *,
+    destination_id: int | None,
+) -> list[dict[str, Any]]:
+    """Journal the publication, then place every staged part and the manifest under its final name; the
+    files placed, or [] when the run was stopped first (the query is marked so)."""
+    query = claim.request
+    files = [
+        {
+            "path": names.key(p.name),
+            "size": p.compressed_bytes,
+            "rows": p.rows,
+            "bytes": p.bytes,
+            "sha256": p.sha256,
+        }
+        for p in parts
+    ]
+    # Journaled before the first final name appears: if this worker dies from here to `Completed`, the reaper
+    # finds what it placed and finishes or removes it, and no other attempt runs meanwhile.
+    journal = journal_build(
+        destination_id=destination_id, files=files, manifest_path=names.key(names.manifest)
+    )
+    if not query_publication_record(claim=claim, journal=journal):
+        # A cancel that arrived after the last part (Canceled now, not when the lease runs out), or a lost lease.
+        if not query_stopped(claim=claim, timed_out=False):
+            logger.warning("query %s attempt %s lost its lease before publishing", query.guid, claim.attempt)
+        return []
+    manifest = manifest_build(
+        parts=parts,
+        query=query.body_json,
+        fingerprint=query.fingerprint,
+        schema=manifest_schema(statement.columns),
+        created_at=timezone.now(),
+        guid=query.guid,
+    )
+    try:
+        export.commit(manifest_bytes(manifest), commit_check=lambda: _holds(claim))
+    except WriteCanceled:  # the time limit, between the journal and the commit
+        query_stopped(claim=claim, timed_out=True)
+        return []
+    except DeliveryFailed as failure:
+        raise QueryFailed(delivery_failed_message(failure)) from None
+    failpoint("publish.committed")
+    return files
+
+
+def _complete(
+    claim: Claim, files: list[dict[str, Any]], names: ResultNames, *, destination_id: int | None
+) -> bool:
+    """Record Completed; False when this attempt lost the query after placing its files (they must go)."""
+    if query_complete(
+        claim=claim,
+        files=files,
+        manifest_path=names.key(names.manifest),
+        rows=sum(f["rows"] for f in files),
+        bytes_written=sum(f["bytes"] for f in files),
+        destination_id=destination_id,
+    ):
+        return True
+    # The worker stalled for a whole lease between the publish fence and `Completed`. If the reaper found
+    # this publication complete, the query is Completed with these very files; otherwise they go (the
+    # manifest key is shared by every attempt: it is left to the winner).
+    logger.error("query %s attempt %s lost its lease after publishing", claim.request.guid, claim.attempt)
+    return query_completed_with(query_id=claim.request.pk, files=files)
+
+
+@contextlib.contextmanager
+def _supervised(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> Iterator[None]:
+    """The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
+    look like a dead worker to the reaper."""
+    supervisor = threading.Thread(target=_supervise, args=(claim, engine, control), daemon=True)
+    supervisor.start()
+    try:
+        yield
+    finally:
+        control.stop.set()
+        supervisor.join()
+
+
+def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> None:
     """Heartbeat the lease; stop the export (warehouse statement included) on a cancel, a lost lease or the
     time limit. It runs in its own thread because the export thread may sit inside the engine for minutes."""
     last_beat = time.monotonic()
     try:
-        while not progress.stop.wait(HEARTBEAT):
-            progress.timed_out = progress.timed_out or time.monotonic() >= progress.deadline
+        while not control.stop.wait(HEARTBEAT):
+            control.timed_out = control.out_of_time
             try:
-                held = query_heartbeat(claim=claim, rows=progress.rows, bytes_written=progress.bytes)
+                held = query_heartbeat(claim=claim, rows=control.rows, bytes_written=control.bytes)
                 last_beat = time.monotonic()
             except DatabaseError:
                 # A database hiccup: try again next tick, but once a lease's worth of beats is lost another
                 # worker may hold the query, so stop.
                 logger.warning("query %s: heartbeat failed", claim.request.guid, exc_info=True)
                 held = time.monotonic() - last_beat < lease_duration().total_seconds()
-            if progress.timed_out or not held:
-                progress.stop.set()
+            if control.timed_out or not held:
+                control.stop.set()
                 engine.cancel()
                 return
     finally:
@@ -297,61 +356,3 @@ def _holds(claim: Claim) -> bool:
         raise StorageError(
             "the lease could not be confirmed: the metadata database is unavailable", retryable=True
         ) from exc
-
-
-def _commit(
-    claim: Claim, delivery: _Delivery, parts: list[PartFile], *, schema: list[dict[str, str]]
-) -> None:
-    """Journal the publication, place the staged parts and the manifest, then mark the query Completed; each
-    step is fenced by the attempt."""
-    request = claim.request
-    manifest = manifest_build(
-        parts=parts,
-        query=request.body_json,
-        fingerprint=request.fingerprint,
-        schema=schema,
-        created_at=timezone.now(),
-        guid=request.guid,
-    )
-    manifest_key = report_key(request.customer, manifest_file_name(guid=request.guid))
-    files: list[dict[str, Any]] = [
-        {
-            "path": report_key(request.customer, p.name),
-            "size": p.compressed_bytes,
-            "rows": p.rows,
-            "bytes": p.bytes,
-            "sha256": p.sha256,
-        }
-        for p in parts
-    ]
-    destination_id = delivery.destination.pk if delivery.destination else None
-    # Journaled before the first final name appears: if this worker dies from here to `Completed`, the reaper
-    # finds what it placed and finishes or removes it (queries.journal), and no other attempt runs meanwhile.
-    journal = journal_build(destination_id=destination_id, files=files, manifest_path=manifest_key)
-    if not query_publication_record(claim=claim, journal=journal):
-        # A cancel that arrived after the last part (Canceled now, not when the lease runs out), or a lost lease.
-        if not query_stopped(claim=claim, timed_out=False):
-            logger.warning(
-                "query %s attempt %s lost its lease before publishing", request.guid, claim.attempt
-            )
-        return  # leaving the publication block removes what was staged
-    delivery.tries.run(
-        lambda: delivery.publication.commit(
-            (manifest_bytes(manifest), manifest_key), commit_check=lambda: _holds(claim)
-        )
-    )
-    failpoint("publish.committed")
-    if not query_complete(
-        claim=claim,
-        files=files,
-        manifest_path=manifest_key,
-        rows=sum(p.rows for p in parts),
-        bytes_written=sum(p.bytes for p in parts),
-        destination_id=destination_id,
-    ):
-        # The lease was lost after the fenced publish: the worker stalled for a whole lease between the check
-        # and `Completed`. If the reaper found this publication complete, the query is Completed with these
-        # very files; otherwise they go (the manifest key is shared by every attempt: it is left to the winner).
-        logger.error("query %s attempt %s lost its lease after publishing", request.guid, claim.attempt)
-        if not query_completed_with(query_id=request.pk, files=files):
-            delivery.storage.delete([str(entry["path"]) for entry in files])

@@ -71,6 +71,35 @@ _TIMESTAMP_MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
 _TIMESTAMP_MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
+class WriteControl(Protocol):
+    """What a writer asks of, and reports to, whoever runs it: one object instead of three callbacks."""
+
+    def should_stop(self) -> bool:
+        """Checked before each batch: True stops the writer (WriteCanceled)."""
+
+    def progress(self, rows: int, bytes_written: int) -> None:
+        """The running totals, as batches are written."""
+
+    def part_finished(self, part: PartFile) -> None:
+        """A part's file is complete (called in order, on the writer's background thread)."""
+
+
+class _Uncontrolled:
+    """Never stops, reports nowhere; each part's file stays where it was written."""
+
+    def should_stop(self) -> bool:
+        return False
+
+    def progress(self, rows: int, bytes_written: int) -> None:
+        pass
+
+    def part_finished(self, part: PartFile) -> None:
+        pass
+
+
+_UNCONTROLLED = _Uncontrolled()
+
+
 @dataclass(frozen=True, slots=True)
 class PartFile:
     """One finished part, still under its temporary path; `name` is the final file name to publish it as.
@@ -464,9 +493,7 @@ def write_csv_gzip_parts(
     compression_level: int = 1,
     header: Sequence[str] | None = None,
     max_bytes: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    on_part: Callable[[PartFile], None] | None = None,
+    control: WriteControl | None = None,
 ) -> list[PartFile]:
     """Write the batches as gzipped CSV parts in `directory` under temporary names; return them in order.
 
@@ -476,13 +503,13 @@ def write_csv_gzip_parts(
       every part starts with the header, and a single row longer than part_bytes goes alone in its part.
       Zero rows still give one part, holding only the header.
     - `compression_level` is an ISA-L level, 0 to 3 (zlib is used at the same level when ISA-L is missing).
-    - `should_stop()` is checked before each batch is pulled from `batches`: True raises WriteCanceled.
-      `progress(rows, bytes)` gets the running totals (uncompressed bytes, headers included) as batches are
-      written (small batches are merged first, so not necessarily once per input batch). Going past
-      `max_bytes` raises WriteLimitExceeded.
-    - `on_part(part)` gets each part as soon as its file is complete, in order, on the writer's background
-      thread (so the next part is formatted meanwhile; a slow on_part holds the writer back, which bounds
-      how many finished parts wait). From then on the file is the callback's: it may move or delete it.
+    - `control` (see WriteControl) is asked `should_stop()` before each batch is pulled from `batches` (True
+      raises WriteCanceled); told `progress(rows, bytes)`, the running totals (uncompressed bytes, headers
+      included), as batches are written (small batches are merged first, so not necessarily once per input
+      batch); and handed each part through `part_finished(part)` as soon as its file is complete, in order, on
+      the writer's background thread (so the next part is formatted meanwhile; a slow part_finished holds the
+      writer back, which bounds how many finished parts wait). From then on the file is the control's: it
+      may move or delete it. Going past `max_bytes` raises WriteLimitExceeded.
     - On any error every file written so far is removed and WriteError (or a subclass) is raised; exceptions
       raised by the callbacks or by the batch iterator (e.g. a warehouse error) pass through unchanged.
     Memory stays bounded by a few batches and formatted chunks, whatever the row count.
@@ -494,15 +521,16 @@ def write_csv_gzip_parts(
     names = list(header) if header is not None else [column.name for column in columns]
     if len(names) != len(columns) or not columns:
         raise ValueError("need one header name per column, and at least one column")
+    control = control or _UNCONTROLLED
     parts = _PartSequence(
         directory=directory,
         name_for_part=name_for_part,
         header=csv_header(names),
         part_bytes=part_bytes,
         compression_level=compression_level,
-        on_part=on_part,
+        on_part=control.part_finished,
     )
-    source = _until_stopped(batches, should_stop)
+    source = _until_stopped(batches, control.should_stop)
     rows_written = 0
     try:
         for batch in _coalesced(source):
@@ -513,8 +541,7 @@ def write_csv_gzip_parts(
                 rows_written += text.count
                 if max_bytes is not None and parts.bytes_written > max_bytes:
                     raise WriteLimitExceeded(f"export exceeds the limit of {max_bytes} uncompressed bytes")
-            if progress is not None:
-                progress(rows_written, parts.bytes_written)
+            control.progress(rows_written, parts.bytes_written)
         with _as_write_error():
             return parts.finish()
     except BaseException:

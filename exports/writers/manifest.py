@@ -1,4 +1,4 @@
-"""The export's file names and its manifest (DESIGN §5).
+"""The export's manifest (DESIGN §5; file names: exports.results).
 
 The manifest is published last, next to the parts, as `<guid>_manifest.json`: it lists every part (name, rows,
 uncompressed bytes, sha256 of the gzip file) with the query, its fingerprint, the output schema and the
@@ -16,17 +16,6 @@ from exports.schema import Column
 from exports.writers.csv_gzip import PartFile
 
 MANIFEST_VERSION = 1
-
-
-def part_file_name(*, guid: str, epoch_ms: int, index: int) -> str:
-    """`<guid>_QueryExport_<epoch ms>__<12-digit part>.csv.gz`, the name the original service uses."""
-    if index < 0 or index >= 10**12:
-        raise ValueError(f"part index out of range: {index}")
-    return f"{guid}_QueryExport_{epoch_ms}__{index:012d}.csv.gz"
-
-
-def manifest_file_name(*, guid: str) -> str:
-    return f"{guid}_manifest.json"
 
 
 def manifest_schema(columns: Sequence[Column]) -> list[dict[str, str]]:

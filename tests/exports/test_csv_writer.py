@@ -99,10 +99,38 @@ def part_name(index: int) -> str:
     return f"guid_QueryExport_1__{index:012d}.csv.gz"
 
 
-def write(batches: Sequence[pa.RecordBatch] | Iterator[pa.RecordBatch], columns, directory: Path, **options):
+class Control:
+    """A WriteControl made of plain functions, each optional."""
+
+    def __init__(self, should_stop=None, progress=None, on_part=None) -> None:
+        self._should_stop, self._progress, self._on_part = should_stop, progress, on_part
+
+    def should_stop(self) -> bool:
+        return bool(self._should_stop and self._should_stop())
+
+    def progress(self, rows: int, bytes_written: int) -> None:
+        if self._progress:
+            self._progress(rows, bytes_written)
+
+    def part_finished(self, part: PartFile) -> None:
+        if self._on_part:
+            self._on_part(part)
+
+
+def write(
+    batches: Sequence[pa.RecordBatch] | Iterator[pa.RecordBatch],
+    columns,
+    directory: Path,
+    *,
+    should_stop=None,
+    progress=None,
+    on_part=None,
+    **options,
+):
     options.setdefault("part_bytes", 1 << 30)
+    control = Control(should_stop, progress, on_part) if should_stop or progress or on_part else None
     return write_csv_gzip_parts(
-        batches, columns=columns, directory=directory, name_for_part=part_name, **options
+        batches, columns=columns, directory=directory, name_for_part=part_name, control=control, **options
     )
 
 
@@ -373,7 +401,7 @@ def test_tiny_parts_each_start_with_the_header_and_hash_their_gzip_bytes(tmp_pat
     )
 
 
-def test_on_part_gets_each_finished_part_in_order_and_may_take_its_file(tmp_path):
+def test_part_finished_gets_each_part_in_order_and_may_take_its_file(tmp_path):
     columns, batch = many_rows(1000)
     handed: list[tuple[PartFile, bytes]] = []
 
@@ -390,7 +418,7 @@ def test_on_part_gets_each_finished_part_in_order_and_may_take_its_file(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_on_part_failure_stops_the_export_and_removes_every_file(tmp_path):
+def test_a_part_finished_failure_stops_the_export_and_removes_every_file(tmp_path):
     columns, batch = many_rows(1000)
 
     def refuse(part: PartFile) -> None:

@@ -1,4 +1,4 @@
-"""The export manifest and file names (DESIGN §5)."""
+"""The export manifest and the result's file names (DESIGN §5)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from exports.results import ResultNames
 from exports.schema import Column, ColumnType
-from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_file_name, manifest_schema
-from exports.writers.manifest import part_file_name
+from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
 
 GUID = "0123456789abcdef0123456789abcdef"
 QUERY = {
@@ -28,7 +28,9 @@ COLUMNS = [
 
 
 def parts() -> list[PartFile]:
-    names = [part_file_name(guid=GUID, epoch_ms=1579194142011, index=i) for i in range(2)]
+    names = [
+        ResultNames.report(customer_key="acme", guid=GUID, epoch_ms=1579194142011).part(i) for i in range(2)
+    ]
     return [
         PartFile(names[0], Path("/tmp/a"), rows=10, bytes=1000, compressed_bytes=300, sha256="a" * 64),
         PartFile(names[1], Path("/tmp/b"), rows=3, bytes=120, compressed_bytes=90, sha256="b" * 64),
@@ -48,13 +50,13 @@ def build(**overrides):
 
 
 def test_file_names_follow_the_original_service():
-    assert part_file_name(guid=GUID, epoch_ms=1579194142011, index=0) == (
-        f"{GUID}_QueryExport_1579194142011__000000000000.csv.gz"
-    )
-    assert part_file_name(guid=GUID, epoch_ms=1, index=12).endswith("__000000000012.csv.gz")
-    assert manifest_file_name(guid=GUID) == f"{GUID}_manifest.json"
+    names = ResultNames.report(customer_key="acme", guid=GUID, epoch_ms=1579194142011)
+    assert names.part(0) == f"{GUID}_QueryExport_1579194142011__000000000000.csv.gz"
+    assert names.key(names.part(0)) == f"reports/acme/{GUID}_QueryExport_1579194142011__000000000000.csv.gz"
+    assert names.part(12).endswith("__000000000012.csv.gz")
+    assert names.key(names.manifest) == f"reports/acme/{GUID}_manifest.json"
     with pytest.raises(ValueError):
-        part_file_name(guid=GUID, epoch_ms=1, index=10**12)
+        names.part(10**12)
 
 
 def test_manifest_lists_every_part_with_the_query_and_schema():

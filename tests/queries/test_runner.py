@@ -301,7 +301,7 @@ def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory,
     query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
-    engine, progress = _RecordingEngine(), runner._Progress(deadline=float("inf"))
+    engine, progress = _RecordingEngine(), runner._RunControl(claim, deadline=float("inf"))
     thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
     thread.start()
     time.sleep(0.05)
@@ -320,7 +320,7 @@ def test_supervisor_stops_the_engine_at_the_time_limit(customer_factory, monkeyp
     query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
-    engine, progress = _RecordingEngine(), runner._Progress(deadline=time.monotonic() + 0.05)
+    engine, progress = _RecordingEngine(), runner._RunControl(claim, deadline=time.monotonic() + 0.05)
     thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
     thread.start()
     thread.join(timeout=10)

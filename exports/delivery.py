@@ -1,13 +1,15 @@
 """Delivery while the export is still being written: each finished part is staged at the destination on a
-background thread as soon as the writer hands it over, while the writer produces the next part.
+background thread as soon as the writer hands it over, while the writer produces the next part. Generic: a
+publication, local part files and a retry policy in; it knows nothing of queries.
 
 At most `in_flight` finished parts exist on local disk at a time (waiting for or in upload); the writer waits
 when that many are outstanding, and each part's local file is deleted once the destination holds it. Nothing
 becomes visible before the runner commits the publication (all or nothing, manifest last).
 
 Transient failures are retried with exponential backoff, per operation (a part's stage or the commit), up to
-DELIVERY_RETRIES times; every try after the first, and the first of all, is counted through `record_try`
-(the query's `delivery_attempts`).
+`retries` times; the first try of all and every retry are reported to the caller's DeliveryControl. A
+delivery that gives up raises DeliveryFailed, saying whether the destination refused (a permanent error:
+its settings need fixing) or kept failing.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from exports.errors import StorageError, WriteCanceled
 from exports.storage.base import Publication
 from exports.writers import PartFile
-from queries.errors import QueryFailed
 
 logger = logging.getLogger(__name__)
 
@@ -28,56 +30,61 @@ logger = logging.getLogger(__name__)
 _POLL_SECONDS = 0.1
 
 
+class DeliveryControl(Protocol):
+    """What a delivery asks of whoever runs it."""
+
+    stop: threading.Event  # set when the export must stop (a cancel, the time limit, a lost right to publish)
+
+    def delivery_tried(self) -> None:
+        """A delivery try is about to be made (the first of all, or a retry)."""
+
+
+class DeliveryFailed(StorageError):
+    """The delivery gave up: `cause` is the last error; `refused` when the destination refused outright (a
+    permanent error: its settings need fixing), else it kept failing for `tries` tries."""
+
+    def __init__(self, cause: StorageError, *, tries: int) -> None:
+        super().__init__(str(cause), retryable=False)
+        self.cause = cause
+        self.tries = tries
+        self.refused = not cause.retryable
+
+
 class DeliveryTries:
     """The retry policy of one delivery, shared by the part uploads and the commit."""
 
-    def __init__(
-        self,
-        *,
-        retries: int,
-        backoff_seconds: float,
-        stop: threading.Event,
-        record_try: Callable[[], None],
-        label: str,
-    ) -> None:
+    def __init__(self, *, retries: int, backoff_seconds: float, control: DeliveryControl, label: str) -> None:
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.count = 0
-        self._stop = stop
-        self._record_try = record_try
+        self.control = control
         self._label = label
 
     def run(self, operation: Callable[[], None]) -> None:
-        """Run `operation`, retrying retryable StorageErrors with backoff; QueryFailed when it gives up,
-        WriteCanceled when the export is stopped (a cancel, the time limit, a lost lease) meanwhile."""
+        """Run `operation`, retrying retryable StorageErrors with backoff; DeliveryFailed when it gives up,
+        WriteCanceled when the export is stopped meanwhile."""
+        stop = self.control.stop
         for attempt in range(self.retries + 1):
-            if self._stop.is_set():
+            if stop.is_set():
                 raise WriteCanceled("delivery stopped")
             if self.count == 0 or attempt > 0:
                 self.count += 1
-                self._record_try()
+                self.control.delivery_tried()
             try:
                 operation()
                 return
             except StorageError as error:
-                if not error.retryable:
-                    raise QueryFailed(
-                        f"The result could not be delivered: {error}. Check the destination's "
-                        "settings in the admin."
-                    ) from None
-                if attempt == self.retries:
-                    raise QueryFailed(
-                        f"The result could not be delivered after {self.retries + 1} tries: {error}"
-                    ) from None
+                if not error.retryable or attempt == self.retries:
+                    raise DeliveryFailed(error, tries=attempt + 1) from error
                 logger.warning("%s: delivery try %s failed (%s); retrying", self._label, self.count, error)
-                self._stop.wait(self.backoff_seconds * 2**attempt)
+                stop.wait(self.backoff_seconds * 2**attempt)
 
 
 class PartUploader:
     """Stages parts into `publication` on its own thread, in the order they are put.
 
-    `put(part)` is the writer's `on_part` callback: it blocks while `in_flight` parts are outstanding and
-    raises the uploads' failure (QueryFailed) or WriteCanceled once the export is stopped, which stops the
+    `put(part)` takes each part the writer finishes: it blocks while `in_flight` parts are outstanding and
+    raises the uploads' failure (DeliveryFailed) or WriteCanceled once the export is stopped, which stops the
     writer. `finish()` waits until every part is staged; `close()` (always, in a finally) stops the thread.
     `key_for(part_name)` is the destination key of a part; parts without rows (the header-only part of an
     empty result) are not uploaded.
@@ -90,7 +97,6 @@ class PartUploader:
         key_for: Callable[[str], str],
         in_flight: int,
         tries: DeliveryTries,
-        stop: threading.Event,
         on_thread_exit: Callable[[], None] = lambda: None,
     ) -> None:
         if in_flight < 1:
@@ -98,7 +104,7 @@ class PartUploader:
         self._publication = publication
         self._key_for = key_for
         self._tries = tries
-        self._stop = stop
+        self._stop = tries.control.stop
         self._on_thread_exit = on_thread_exit
         self._slots = threading.Semaphore(in_flight)
         self._parts: queue.SimpleQueue[PartFile | None] = queue.SimpleQueue()

@@ -1,5 +1,5 @@
-"""The part uploader and the delivery retry policy, with an in-memory publication (the runner tests and the
-storage tests cover the real backends)."""
+"""The part uploader and the delivery retry policy (exports.delivery), with an in-memory publication (the
+runner tests and the storage tests cover the real backends)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from exports.delivery import DeliveryFailed, DeliveryTries, PartUploader
 from exports.errors import StorageError, WriteCanceled
 from exports.storage.base import Publication
 from exports.writers import PartFile
-from queries.errors import QueryFailed
-from queries.part_upload import DeliveryTries, PartUploader
 
 
 class _Gate(Publication):
@@ -43,11 +42,20 @@ def _part(directory: Path, index: int, rows: int = 1) -> PartFile:
     return PartFile(name=f"part{index}", path=path, rows=rows, bytes=1, compressed_bytes=1, sha256="0" * 64)
 
 
+class _Control:
+    """A DeliveryControl: a stop event, and the tries it was told of."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.tried = 0
+
+    def delivery_tried(self) -> None:
+        self.tried += 1
+
+
 def _uploader(publication: Publication, stop: threading.Event, *, in_flight: int = 1, retries: int = 0):
-    tries = DeliveryTries(retries=retries, backoff_seconds=0, stop=stop, record_try=lambda: None, label="q")
-    uploader = PartUploader(
-        publication, key_for=lambda name: f"k/{name}", in_flight=in_flight, tries=tries, stop=stop
-    )
+    tries = DeliveryTries(retries=retries, backoff_seconds=0, control=_Control(stop), label="q")
+    uploader = PartUploader(publication, key_for=lambda name: f"k/{name}", in_flight=in_flight, tries=tries)
     return uploader, tries
 
 
@@ -81,18 +89,17 @@ def test_an_upload_failure_reaches_the_writer_at_its_next_put(tmp_path):
     publication.gate.set()
     uploader, _ = _uploader(publication, stop)
     uploader.put(_part(tmp_path, 0))
-    with pytest.raises(QueryFailed, match=r"permission denied.*destination's settings"):
+    with pytest.raises(DeliveryFailed, match="permission denied") as caught:
         uploader.put(_part(tmp_path, 1))
+    assert caught.value.refused and caught.value.tries == 1
     uploader.close()
     assert publication.staged == []
 
 
 def test_transient_failures_are_retried_then_given_up():
-    stop, calls = threading.Event(), []
-    recorded: list[int] = []
-    tries = DeliveryTries(
-        retries=2, backoff_seconds=0, stop=stop, record_try=lambda: recorded.append(1), label="q"
-    )
+    calls: list[int] = []
+    control = _Control(threading.Event())
+    tries = DeliveryTries(retries=2, backoff_seconds=0, control=control, label="q")
 
     def flaky() -> None:
         calls.append(1)
@@ -102,10 +109,11 @@ def test_transient_failures_are_retried_then_given_up():
     tries.run(flaky)
     assert (len(calls), tries.count) == (3, 3)
     tries.run(lambda: None)  # a later operation that works at once is not another try
-    assert tries.count == 3 and len(recorded) == 3
+    assert tries.count == 3 and control.tried == 3
 
     def broken() -> None:
         raise StorageError("connection reset", retryable=True)
 
-    with pytest.raises(QueryFailed, match="after 3 tries: connection reset"):
+    with pytest.raises(DeliveryFailed, match="connection reset") as caught:
         tries.run(broken)
+    assert (caught.value.refused, caught.value.tries) == (False, 3)

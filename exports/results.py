@@ -1,0 +1,41 @@
+"""Where one result's files go, named in one place (DESIGN §5, docs/DESIGN.md):
+
+    reports/<customer key>/<guid>_QueryExport_<epoch ms>__<12-digit part>.csv.gz   (the original's part names)
+    reports/<customer key>/<guid>_manifest.json
+
+`epoch_ms` is the attempt's start, so two attempts' parts never share a name; the manifest's name is the
+query's, whichever attempt publishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exports.storage.base import key_validate
+
+MAX_PARTS = 10**12  # the part number has 12 digits
+
+
+@dataclass(frozen=True, slots=True)
+class ResultNames:
+    prefix: str  # a storage key prefix: reports/<customer key>
+    guid: str
+    epoch_ms: int
+
+    @classmethod
+    def report(cls, *, customer_key: str, guid: str, epoch_ms: int) -> ResultNames:
+        return cls(prefix=f"reports/{customer_key}", guid=guid, epoch_ms=epoch_ms)
+
+    def part(self, index: int) -> str:
+        """The file name of part `index` (from 0)."""
+        if index < 0 or index >= MAX_PARTS:
+            raise ValueError(f"part index out of range: {index}")
+        return f"{self.guid}_QueryExport_{self.epoch_ms}__{index:012d}.csv.gz"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.guid}_manifest.json"
+
+    def key(self, name: str) -> str:
+        """The storage key of one of the result's files."""
+        return key_validate(f"{self.prefix}/{name}")
