@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.report import Report
-from exports.storage.s3 import MIB, S3Storage
+from exports.storage.s3 import S3Storage
+from exports.storage.s3.parts import MIB
 from tests.moto import moto_server
 
 RUNS = 3

@@ -21,7 +21,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
 from exports.storage import StorageError
-from exports.storage.s3 import MIB, S3Storage
+from exports.storage.s3 import S3Storage
+from exports.storage.s3.parts import MIB
 from tests.moto import MotoServer, moto_server
 
 PREFIX = "exports"

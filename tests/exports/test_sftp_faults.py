@@ -18,8 +18,8 @@ import paramiko
 import pytest
 
 from exports.storage import StorageError
-from exports.storage import sftp as sftp_module
-from exports.storage.sftp import READ_WINDOW_SIZE, SftpStorage
+from exports.storage.sftp import SftpStorage, transfer
+from exports.storage.sftp.reading import READ_WINDOW_SIZE
 from tests.sshd import SshdServer, sshd_server
 
 BIG_SIZE = 128 * 1024 * 1024  # long enough that the fault lands mid-upload on a fast machine
@@ -271,8 +271,8 @@ def test_extra_connections_lost_between_stages_leave_their_work_to_the_others(
     sshd, base, tmp_path, monkeypatch
 ):
     # A server or a NAT may drop the kept connections while the next part is produced.
-    monkeypatch.setattr(sftp_module, "PARALLEL_MIN_BYTES", 1024 * 1024)
-    monkeypatch.setattr(sftp_module, "SEGMENT_MIN_BYTES", 512 * 1024)
+    monkeypatch.setattr(transfer, "PARALLEL_MIN_BYTES", 1024 * 1024)
+    monkeypatch.setattr(transfer, "SEGMENT_MIN_BYTES", 512 * 1024)
     parts = {key: tmp_path / f"part{index}" for index, key in enumerate((BIG_KEY, SMALL_KEY))}
     for path in parts.values():
         path.write_bytes(os.urandom(4 * 1024 * 1024 + 7))
