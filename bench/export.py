@@ -46,7 +46,7 @@ from exports.engines import engine_from_url
 from exports.engines.base import EVENTS_TABLE, ROW_ID
 from exports.schema import ColumnType, quote_identifier
 from queries.catalog import catalog
-from queries.demo import DEFAULT_START, demo_batches
+from queries.ingest import DEFAULT_START, demo_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOMER = "acme"

@@ -16,7 +16,7 @@ from bench.report import Report
 from exports.engines import engine_from_url
 from queries.catalog import catalog
 from queries.compiler import query_compile
-from queries.demo import demo_batches, demo_customer_keys
+from queries.ingest import demo_batches, demo_customer_keys
 from queries.validation import query_validate
 
 CUSTOMERS = 50

@@ -15,7 +15,8 @@ message, as documented):
 3. timestamp bounds: exactly one lower (`$gte`/`$gt`) and one upper (`$lte`/`$lt`) bound, nothing else,
    each a string;
 4. dates: the bounds and the values of TIMESTAMP fields (where event and field are known) are ISO 8601 with
-   `T` and `Z` or an offset (all bad ones listed); then none is finer than the warehouse's microsecond;
+   `T` and `Z` or an offset, as `queries.timestamps` reads them (all bad ones listed); then none is finer
+   than the warehouse's microsecond;
 5. window: the lower bound is not after the upper one, the window holds at least one microsecond, and it spans
    at most `max_window` ("Query range too wide: ...");
 6. event names, in the order met ("X is not a valid schema name.");
@@ -27,21 +28,21 @@ message, as documented):
 
 Cheap by construction: one walk over the body collects what the later steps check (no copies, no generic
 recursion, so no depth limit is needed: only the fixed query structure is descended), the regex is compiled
-once, and each distinct date string is parsed once.
+once, and each distinct date string is parsed once, all of them in one pass.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from exports.schema import ColumnType
 from queries.catalog import Catalog, Event, Field, catalog
 from queries.spec import Condition, EventQuery, Op, Query, Scalar, Scope, ScopeFilter, Value, Window
+from queries.timestamps import Instant, instants_parse
 
 TOP_LEVEL_KEYS = ("timestamp", "data", "filters", "scope")
 DATA_KEYS = ("fields", "filters")
@@ -54,13 +55,6 @@ MICROSECOND = timedelta(microseconds=1)
 
 _OPERATORS: dict[str, Op] = {op.value: op for op in Op}
 _OPERATOR_LIST = ", ".join(op.value for op in Op)
-
-# ASCII digits only ([0-9], not \d, which would also take other scripts' digits); `T` and a zone are required.
-_ISO_DATETIME = re.compile(
-    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
-    r"T(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})(?:\.(?P<fraction>[0-9]+))?"
-    r"(?:Z|(?P<sign>[+-])(?P<offset_hour>[0-9]{2}):(?P<offset_minute>[0-9]{2}))"
-)
 
 
 class QueryValidationError(ValueError):
@@ -337,12 +331,6 @@ def _operator_note(op: str, raw: _RawBody) -> None:
 # --- 3.-5. timestamp bounds, dates, window --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Instant:
-    value: datetime  # naive UTC
-    exact: bool  # False when the text has non-zero digits below the microsecond
-
-
 _Bound = tuple[str, str]  # (operator, text as given)
 
 
@@ -374,32 +362,14 @@ def _bound_pick(timestamp: dict[str, object], ops: tuple[str, str], kind: str) -
 
 def _dates_check(
     raw: _RawBody, lower: _Bound, upper: _Bound, cat: Catalog, limits: QueryLimits
-) -> dict[str, _Instant]:
+) -> dict[str, Instant]:
     """Parse every date string once; raise the documented Date_Filters error listing all bad ones."""
-    instants: dict[str, _Instant] = {}
-    bad: dict[str, None] = {}
-
-    def visit(text: str) -> None:
-        if text not in instants and text not in bad:
-            instant = _instant_parse(text)
-            if instant is None:
-                bad[text] = None
-            else:
-                instants[text] = instant
-
-    visit(lower[1])
-    visit(upper[1])
-    for condition in raw.conditions():
-        if _field_type(cat, condition.event, condition.field) is not ColumnType.TIMESTAMP:
-            continue  # unknown names are reported later; other types take no dates
-        if isinstance(condition.value, str):
-            visit(condition.value)
-        elif isinstance(condition.value, list) and len(condition.value) <= limits.max_in_values:
-            for item in condition.value:  # a list over the limit is refused later, unparsed
-                if isinstance(item, str):
-                    visit(item)
+    texts = _date_texts(raw, lower, upper, cat, limits)
+    parsed = dict(zip(texts, instants_parse(texts), strict=True))
+    bad = [text for text, instant in parsed.items() if instant is None]
     if bad:
         raise QueryValidationError(date_filters_message(bad))
+    instants = {text: instant for text, instant in parsed.items() if instant is not None}
     for text, instant in instants.items():
         if not instant.exact:
             raise QueryValidationError(
@@ -409,35 +379,23 @@ def _dates_check(
     return instants
 
 
-def _instant_parse(text: str) -> _Instant | None:
-    """ISO 8601 with `T` and `Z` or a +HH:MM offset, to naive UTC; None when it is not one."""
-    match = _ISO_DATETIME.fullmatch(text)
-    if match is None:
-        return None
-    fraction = match["fraction"] or ""
-    try:
-        value = datetime(
-            int(match["year"]),
-            int(match["month"]),
-            int(match["day"]),
-            int(match["hour"]),
-            int(match["minute"]),
-            int(match["second"]),
-            int(fraction[:6].ljust(6, "0")),
-        )
-        if match["sign"]:
-            hours, minutes = int(match["offset_hour"]), int(match["offset_minute"])
-            if hours > 23 or minutes > 59:
-                return None
-            offset = timedelta(hours=hours, minutes=minutes)
-            value = value - offset if match["sign"] == "+" else value + offset
-    except (ValueError, OverflowError):  # 2019-02-30, 25:00, or a shift past year 1 or 9999
-        return None
-    return _Instant(value=value, exact=not fraction[6:].strip("0"))
+def _date_texts(raw: _RawBody, lower: _Bound, upper: _Bound, cat: Catalog, limits: QueryLimits) -> list[str]:
+    """The bounds and the date strings of TIMESTAMP conditions, each once, in the order met."""
+    texts = {lower[1]: None, upper[1]: None}
+    for condition in raw.conditions():
+        if _field_type(cat, condition.event, condition.field) is not ColumnType.TIMESTAMP:
+            continue  # unknown names are reported later; other types take no dates
+        if isinstance(condition.value, str):
+            texts[condition.value] = None
+        elif isinstance(condition.value, list) and len(condition.value) <= limits.max_in_values:
+            for item in condition.value:  # a list over the limit is refused later, unparsed
+                if isinstance(item, str):
+                    texts[item] = None
+    return list(texts)
 
 
 def _window_build(
-    lower: _Bound, upper: _Bound, instants: dict[str, _Instant], max_window: timedelta
+    lower: _Bound, upper: _Bound, instants: dict[str, Instant], max_window: timedelta
 ) -> Window:
     window = Window(
         start=instants[lower[1]].value,
@@ -517,7 +475,7 @@ def _filters_events_check(raw: _RawBody) -> None:
 
 
 def _values_type(
-    raw: _RawBody, events: dict[str, Event], instants: dict[str, _Instant], limits: QueryLimits
+    raw: _RawBody, events: dict[str, Event], instants: dict[str, Instant], limits: QueryLimits
 ) -> None:
     for condition in raw.conditions():
         spec = events[condition.event].fields[condition.field]
@@ -525,7 +483,7 @@ def _values_type(
 
 
 def _condition_value(
-    condition: _RawCondition, spec: Field, instants: dict[str, _Instant], limits: QueryLimits
+    condition: _RawCondition, spec: Field, instants: dict[str, Instant], limits: QueryLimits
 ) -> Value:
     where = f"{condition.where} {condition.op}"
     value = condition.value
@@ -567,7 +525,7 @@ _EXPECTED_PLURAL = {
 
 
 def _scalar_value(
-    value: object, kind: ColumnType, where: str, instants: dict[str, _Instant], limits: QueryLimits
+    value: object, kind: ColumnType, where: str, instants: dict[str, Instant], limits: QueryLimits
 ) -> Scalar:
     if kind is ColumnType.STRING and isinstance(value, str):
         if "\x00" in value:

@@ -32,7 +32,7 @@ import psycopg
 import pytest
 import yaml
 
-from queries.demo import DEMO_CUSTOMER_KEYS
+from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
 from tests.seed_requests import REQUEST_1, REQUEST_2
 from tests.servers import PostgresServer, _stop, free_port, postgres_server, redis_server

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from queries.demo import DEMO_CUSTOMER_KEYS
+from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
 from tests.seed_requests import REQUEST_1
 from tests.service import SHAPES, Service, service_running, shape_make

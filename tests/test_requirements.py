@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from queries.demo import DEMO_CUSTOMER_KEYS
+from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1
 from tests.service import ROOT, Service, production_shape, service_running
 

@@ -22,7 +22,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from queries.api_schema import GUID_PATTERN
-from queries.demo import DEMO_CUSTOMER_KEYS
+from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.service import Service, production_shape, service_running
 
 SCHEMA_PATH = "/_rest/v4/schema"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from queries.demo import DEMO_CUSTOMER_KEYS
+from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1, REQUEST_2
 from tests.service import SHAPES, Service, service_running, shape_make, warehouse_rows
 

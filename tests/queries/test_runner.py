@@ -17,7 +17,7 @@ from exports.storage.base import Publication
 from exports.storage.local import LocalStorage
 from queries import runner
 from queries.catalog import catalog
-from queries.demo import demo_table
+from queries.ingest import demo_table
 from queries.lifecycle import CANCELED_BY_CUSTOMER
 from queries.models import QueryRequest, QueryStatus
 

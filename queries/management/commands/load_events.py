@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from exports.engines.base import WarehouseEngine
 from exports.errors import WarehouseError
-from queries.loading import FILE_KINDS, LoadError, events_file_read, warehouse_loader
+from queries.ingest import FILE_KINDS, LoadError, events_file_read, warehouse_loader
 
 
 class Command(BaseCommand):

@@ -10,8 +10,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 
 from exports.errors import WarehouseError
-from queries.demo import DEFAULT_DAYS, DEFAULT_START, demo_batches, demo_customer_keys, demo_customers
-from queries.loading import warehouse_has_events, warehouse_loader
+from queries.ingest import (
+    DEFAULT_DAYS,
+    DEFAULT_START,
+    demo_batches,
+    demo_customer_keys,
+    demo_customers,
+    warehouse_has_events,
+    warehouse_loader,
+)
 
 DEFAULT_CUSTOMERS = 3
 

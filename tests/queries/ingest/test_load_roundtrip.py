@@ -25,7 +25,7 @@ from exports.engines.base import Statement
 from exports.schema import Column, ColumnType, arrow_schema
 from queries.catalog import catalog
 from queries.compiler import query_compile
-from queries.demo import SEED_FLOW_ID, demo_table
+from queries.ingest import SEED_FLOW_ID, demo_table
 from queries.validation import query_validate
 from tests.servers import PostgresServer
 
@@ -162,7 +162,7 @@ def test_a_bad_file_loads_nothing_while_a_good_one_loads(
 def test_the_command_exits_non_zero_without_a_traceback(tmp_path: Path, duckdb_url: str) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("EventName,Colour\n")
-    manage = Path(__file__).resolve().parents[2] / "manage.py"
+    manage = Path(__file__).resolve().parents[3] / "manage.py"
     done = subprocess.run(
         [sys.executable, str(manage), "load_events", str(bad), "--warehouse", duckdb_url],
         capture_output=True,

@@ -12,15 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from queries.demo import (
+from queries.ingest import (
     DEMO_CUSTOMER_KEYS,
     SEED_FLOW_ID,
     demo_batches,
     demo_customer_keys,
     demo_customers,
     demo_table,
+    events_file_read,
+    warehouse_schema,
 )
-from queries.loading import events_file_read, warehouse_schema
 
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from queries.catalog import catalog
-from queries.loading import LoadError, events_file_read, file_kind, warehouse_schema
+from queries.ingest import LoadError, events_file_read, file_kind, warehouse_schema
 
 CALL_CSV = (
     "EventName,TimeStamp,CustomerId,SessionId,IsTriggerAction,EventVersion,Ani,StartTime,Duration,"
