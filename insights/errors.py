@@ -1,4 +1,9 @@
-"""The one exception handler: every API error leaves as {"code": <status>, "message": ...}."""
+"""Errors as the API shows them: a small domain-error base, and the one exception handler that renders every
+error as `{"code": <status>, "message": <string or object>}` (DESIGN §3).
+
+DomainError knows nothing of DRF: services, validation and selectors raise its subclasses (queries.errors,
+queries.validation) with the status and headers they mean, and only this module turns them into responses.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
@@ -16,24 +21,32 @@ logger = logging.getLogger(__name__)
 UNAUTHORIZED_BODY = {"code": 401, "error": "Unauthorized"}
 
 
-class ApiError(exceptions.APIException):
-    """An error whose `message` is sent as is (a string or an object), with `status_code`."""
+class DomainError(Exception):
+    """An error a caller is shown: `message` (a string, or an object for the documented structured ones),
+    the HTTP `status_code` it means, and `headers` to send with it."""
+
+    status_code = 400
 
     def __init__(
-        self,
-        message: Any,
-        *,
-        status_code: int = status.HTTP_400_BAD_REQUEST,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail="")
+        self, message: Any, *, status_code: int | None = None, headers: dict[str, str] | None = None
+    ):
+        super().__init__(message)
         self.message = message
-        self.status_code = status_code
+        if status_code is not None:
+            self.status_code = status_code
         self.headers = headers or {}
 
     @property
     def body(self) -> Any:
+        """The JSON body: the error envelope."""
         return {"code": self.status_code, "message": self.message}
+
+
+class BodyTooLarge(DomainError):
+    status_code = 413
+
+    def __init__(self) -> None:
+        super().__init__(f"Request body too large: the limit is {settings.API_MAX_BODY_BYTES} bytes.")
 
 
 def _detail_message(detail: Any) -> Any:
@@ -47,14 +60,8 @@ def _detail_message(detail: Any) -> Any:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):  # Django's own body limit, met before our parser can count
-        return Response(
-            {
-                "code": 413,
-                "message": f"Request body too large: the limit is {settings.API_MAX_BODY_BYTES} bytes.",
-            },
-            status=413,
-        )
-    if isinstance(exc, ApiError):
+        exc = BodyTooLarge()
+    if isinstance(exc, DomainError):
         return Response(exc.body, status=exc.status_code, headers=exc.headers)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         auth_header = getattr(exc, "auth_header", None)

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import exceptions, parsers
 
-from insights.errors import ApiError
+from insights.errors import BodyTooLarge
 
 
 class LimitedJSONParser(parsers.JSONParser):
@@ -21,7 +21,7 @@ class LimitedJSONParser(parsers.JSONParser):
         limit = int(settings.API_MAX_BODY_BYTES)
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise ApiError(f"Request body too large: the limit is {limit} bytes.", status_code=413)
+            raise BodyTooLarge()
         try:
             return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as error:

@@ -1,9 +1,9 @@
-"""The OpenAPI description of the query API (DESIGN §3): request and response bodies as named components.
+"""What the OpenAPI description of the query API needs beyond its serializers (queries.serializers,
+insights.serializers): the bodies a serializer cannot say, headers, examples, and the HEAD operation.
 
-Nothing here runs on a request. The views (queries.apis) send plain dicts; these classes only name and describe
-them for drf-spectacular (`/_rest/v4/schema`). Each component is a `SchemaComponent` whose JSON schema is written
-out by hand, because the bodies are exact (`{"code": 401, "error": "Unauthorized"}`, a 404 that is a list) and
-the query body uses names a serializer field cannot have (`$gte`).
+Nothing here runs on a request. Each component is a `SchemaComponent` whose JSON schema is written out by hand,
+because the bodies are exact (`{"code": 401, "error": "Unauthorized"}`, a 404 that is a list, the catalog keyed
+by event names) and the query body uses names a serializer field cannot have (`$gte`).
 
 The query body's schema is built from the catalog, so it names the real events and fields and types each
 condition's value by its field, as validation does. It is never stricter than validation (a body the schema
@@ -24,8 +24,10 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from exports.schema import ColumnType
+from insights.serializers import ErrorEnvelopeSerializer
 from queries.catalog import Event, catalog
 from queries.models import QueryStatus
+from queries.serializers import CatalogFieldSerializer
 from queries.spec import Op
 from queries.validation import (
     CORRELATION_KEY,
@@ -48,8 +50,8 @@ class Components:
         self._auto_schema = auto_schema
         self._direction = direction
 
-    def of(self, component: type[SchemaComponent]) -> JsonSchema:
-        """A reference to another SchemaComponent (registered under its class name)."""
+    def of(self, component: type[serializers.Serializer]) -> JsonSchema:
+        """A reference to a serializer's or another SchemaComponent's schema (registered under its name)."""
         return dict(self._auto_schema.resolve_serializer(component, self._direction).ref)
 
     def named(self, name: str, build: Callable[[], JsonSchema]) -> JsonSchema:
@@ -80,22 +82,6 @@ class SchemaComponentExtension(OpenApiSerializerExtension):
 
 
 # --- errors ----------------------------------------------------------------------------------------
-
-
-class ErrorEnvelope(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "Every error: `code` repeats the HTTP status; `message` is a string, or an object for "
-            'the documented validation errors (`{"Date_Filters": ...}`, `{"Operators": ...}`) and for '
-            "field errors of a JSON body.",
-            "properties": {
-                "code": {"type": "integer", "minimum": 400, "maximum": 599},
-                "message": {"oneOf": [{"type": "string"}, {"type": "object", "additionalProperties": True}]},
-            },
-            "required": ["code", "message"],
-        }
 
 
 class Unauthorized(SchemaComponent):
@@ -140,7 +126,7 @@ class DownloadNotFound(SchemaComponent):
     def openapi_schema(cls, components: Components) -> JsonSchema:
         return {
             "description": "An unknown guid (the list), or a part number past the last part (the envelope).",
-            "oneOf": [components.of(NotFoundList), components.of(ErrorEnvelope)],
+            "oneOf": [components.of(NotFoundList), components.of(ErrorEnvelopeSerializer)],
         }
 
 
@@ -166,117 +152,7 @@ def _statuses() -> list[str]:
     return [str(choice) for choice in QueryStatus.values]
 
 
-class QueryCreated(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "The accepted query's guid (32 lowercase hex digits); poll its status.",
-            "properties": {"id": _guid()},
-            "required": ["id"],
-        }
-
-
-class QueryState(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "`messages` is present once the query Failed, was Canceled or Expired.",
-            "properties": {
-                "status": {"type": "string", "enum": _statuses()},
-                "guid": _guid(),
-                "messages": {"type": "array", "items": {"type": "string"}},
-                "progress": {
-                    "type": "object",
-                    "description": "Rows and uncompressed bytes written so far (the totals once Completed).",
-                    "properties": {
-                        "rows": {"type": "integer", "minimum": 0},
-                        "bytes": {"type": "integer", "minimum": 0},
-                    },
-                    "required": ["rows", "bytes"],
-                },
-                "submitted_at": _instant(nullable=False),
-                "started_at": _instant(nullable=True),
-                "finished_at": _instant(nullable=True),
-            },
-            "required": ["status", "guid", "progress", "submitted_at", "started_at", "finished_at"],
-        }
-
-
-class ResultFile(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "properties": {
-                "path": {
-                    "type": "string",
-                    "example": "reports/acme/4d1c3ff0a1f34d5c9e2b7a6f8c0d1e2f_QueryExport_1574640000000"
-                    "__000000000000.csv.gz",
-                },
-                "size": {"type": "integer", "minimum": 0, "description": "Bytes of the gzipped part."},
-                "rows": {"type": "integer", "minimum": 0},
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-                "url": {
-                    "type": "string",
-                    "format": "uri",
-                    "description": "A presigned download URL, where the result is on S3.",
-                },
-            },
-            "required": ["path", "size", "rows", "sha256"],
-        }
-
-
-class QueryLocation(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "Pending: `status` is 'Process has not finish yet, please verify the status of your "
-            "request'. Completed: `status` is \"Process finished. Download: ['reports/...csv.gz']\" and `files` "
-            "lists the parts. Failed or Canceled: `status` says so and `messages` says why.",
-            "properties": {
-                "status": {"type": "string"},
-                "guid": _guid(),
-                "files": {"type": "array", "items": components.of(ResultFile), "minItems": 1},
-                "messages": {"type": "array", "items": {"type": "string"}},
-            },
-            "required": ["status", "guid"],
-        }
-
-
-class QueryCancel(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "Canceled at once when no worker holds the query; Pending while its worker stops it.",
-            "properties": {
-                "status": {"type": "string", "enum": [QueryStatus.PENDING.value, QueryStatus.CANCELED.value]},
-                "guid": _guid(),
-            },
-            "required": ["status", "guid"],
-        }
-
-
 # --- the catalog (data dictionary) ---------------------------------------------------------------------
-
-
-class CatalogField(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string"},
-                "type": {"type": "string", "enum": [kind.value for kind in ColumnType]},
-                "display_name": {"type": "string"},
-                "description": {"type": "string"},
-                "common": {"type": "boolean", "description": "Selectable in every event."},
-            },
-            "required": ["name", "type", "display_name", "description", "common"],
-        }
 
 
 class Catalog(SchemaComponent):
@@ -285,7 +161,7 @@ class Catalog(SchemaComponent):
         plain = {"type": "array", "items": {"type": "string"}, "description": "The event's own fields."}
         verbose = {
             "type": "array",
-            "items": components.of(CatalogField),
+            "items": components.of(CatalogFieldSerializer),
             "description": "Every field, the common ones included (verbose).",
         }
         return {
@@ -548,7 +424,7 @@ AUTH_THROTTLED = (
 
 
 def error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorEnvelope, description)
+    return OpenApiResponse(ErrorEnvelopeSerializer, description)
 
 
 def secured(responses: dict[Any, Any], *, throttled: str = AUTH_THROTTLED) -> dict[Any, Any]:

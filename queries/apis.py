@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,33 +19,24 @@ from rest_framework.views import APIView
 
 from exports.errors import ObjectNotFound, StorageError
 from exports.storage.base import Storage
-from insights.errors import ApiError
 from insights.models import Customer
 from queries import api_schema as doc
 from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
-from queries.errors import ConcurrencyLimitReached, QueryConflict, QueryError, QueryNotFound
+from queries.errors import PartNotFound, QueryConflict, QueryNotFound, ResultGone, ResultUnavailable
 from queries.models import QueryRequest, QueryStatus
 from queries.selectors import STATUS_FIELDS, catalog_describe, query_get
+from queries.serializers import (
+    QueryCancelSerializer,
+    QueryCreatedSerializer,
+    QueryLocationSerializer,
+    QueryStateSerializer,
+)
 from queries.services import query_cancel, query_create
-from queries.validation import QueryValidationError
 
 logger = logging.getLogger(__name__)
 
-PENDING_LOCATION = "Process has not finish yet, please verify the status of your request"
-RETRY_AFTER_SECONDS = 5
 CHUNK = 256 * 1024
-
-
-class NotFoundError(ApiError):
-    """The original API's body for an unknown guid, a list; we answer 404 where it answers 500."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status_code=status.HTTP_404_NOT_FOUND)
-
-    @property
-    def body(self) -> Any:
-        return [{"message": self.message, "code": 404}]
 
 
 def api_path_not_found(request: HttpRequest) -> HttpResponse:
@@ -59,39 +49,18 @@ def api_path_not_found(request: HttpRequest) -> HttpResponse:
     if request.path == collection + "/":
         body: Any = {"code": status.HTTP_404_NOT_FOUND, "message": f"Not found. Queries are at {collection}."}
     elif request.path.startswith(collection + "/"):
-        body = NotFoundError(QueryNotFound().message).body
+        body = QueryNotFound().body
     else:
         body = {"code": status.HTTP_404_NOT_FOUND, "message": "Not found."}
     return JsonResponse(body, status=status.HTTP_404_NOT_FOUND, safe=False)
 
 
-def _as_api_error(exc: Exception) -> Exception:
-    if isinstance(exc, QueryValidationError):
-        return ApiError(exc.message)
-    if isinstance(exc, ConcurrencyLimitReached):
-        return ApiError(exc.message, status_code=429, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    if isinstance(exc, QueryNotFound):
-        return NotFoundError(exc.message)
-    if isinstance(exc, QueryConflict):
-        return ApiError(exc.message, status_code=status.HTTP_409_CONFLICT)
-    if isinstance(exc, QueryError):
-        return ApiError(exc.message)
-    return exc
-
-
 class QueryApiBase(APIView):
-    def handle_exception(self, exc: Exception) -> Response:
-        return super().handle_exception(_as_api_error(exc))
+    """The customer's API: every view acts for the customer the credential belongs to."""
 
     def customer(self, request: Request) -> Customer:
         assert isinstance(request.auth, Customer)
         return request.auth
-
-
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class QueryCollectionApi(QueryApiBase):
@@ -123,7 +92,7 @@ class QueryCollectionApi(QueryApiBase):
         parameters=doc.secured_headers(),
         responses=doc.secured(
             {
-                201: doc.QueryCreated,
+                201: QueryCreatedSerializer,
                 400: doc.error(
                     "The body is not a valid query (or not JSON). The documented messages are objects: "
                     '`{"Date_Filters": {"message": ..., "code": "422-6"}}`, `{"Operators": ...}`; the rest '
@@ -139,18 +108,7 @@ class QueryCollectionApi(QueryApiBase):
     )
     def post(self, request: Request) -> Response:
         created = query_create(customer=self.customer(request), body=request.data)
-        return Response({"id": created.guid}, status=status.HTTP_201_CREATED)
-
-
-def status_body(query: QueryRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": query.status, "guid": query.guid}
-    if query.status in (QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED):
-        body["messages"] = list(query.messages)
-    body["progress"] = {"rows": query.progress_rows, "bytes": query.progress_bytes}
-    body["submitted_at"] = _iso(query.submitted_at)
-    body["started_at"] = _iso(query.started_at)
-    body["finished_at"] = _iso(query.finished_at)
-    return body
+        return Response(QueryCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 class QueryStatusApi(QueryApiBase):
@@ -161,48 +119,19 @@ class QueryStatusApi(QueryApiBase):
         "deleted the files.",
         tags=["queries"],
         parameters=[doc.GUID, *doc.secured_headers()],
-        responses=doc.secured({200: doc.QueryState, 404: doc.NOT_FOUND}),
+        responses=doc.secured({200: QueryStateSerializer, 404: doc.NOT_FOUND}),
     )
     def get(self, request: Request, guid: str) -> Response:
         return Response(
-            status_body(query_get(customer=self.customer(request), guid=guid, fields=STATUS_FIELDS))
+            QueryStateSerializer(
+                query_get(customer=self.customer(request), guid=guid, fields=STATUS_FIELDS)
+            ).data
         )
 
 
-def location_body(query: QueryRequest) -> dict[str, Any]:
-    if query.status == QueryStatus.PENDING:
-        return {"status": PENDING_LOCATION, "guid": query.guid}
-    if query.status == QueryStatus.COMPLETED:
-        paths = ", ".join(f"'{f['path']}'" for f in query.files)
-        return {
-            "status": f"Process finished. Download: [{paths}]",
-            "guid": query.guid,
-            "files": _file_entries(query),
-        }
-    return {
-        "status": f"Process ended with status {query.status}: " + "; ".join(query.messages),
-        "guid": query.guid,
-        "messages": list(query.messages),
-    }
-
-
-def _file_entries(query: QueryRequest) -> list[dict[str, Any]]:
-    """path, size, rows, sha256 of each part; plus a presigned `url` where the result is on S3."""
-    entries = [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files]
-    if query.destination_id is None:
-        return entries
-    with query_storage(query) as storage:
-        for entry in entries:
-            url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
-            if url:
-                entry["url"] = url
-    return entries
-
-
-def _expired(query: QueryRequest) -> ApiError:
-    return ApiError(
-        f"The result of query {query.guid} has expired and its files were deleted; run the query again.",
-        status_code=status.HTTP_410_GONE,
+def _expired(query: QueryRequest) -> ResultGone:
+    return ResultGone(
+        f"The result of query {query.guid} has expired and its files were deleted; run the query again."
     )
 
 
@@ -229,7 +158,7 @@ class QueryDetailApi(QueryApiBase):
         parameters=[doc.GUID, *doc.secured_headers()],
         responses=doc.secured(
             {
-                200: doc.QueryLocation,
+                200: QueryLocationSerializer,
                 404: doc.NOT_FOUND,
                 410: doc.error("The result expired and its files were deleted (retention)."),
             }
@@ -239,7 +168,7 @@ class QueryDetailApi(QueryApiBase):
         query = query_get(customer=self.customer(request), guid=guid)
         if query.status == QueryStatus.EXPIRED:
             raise _expired(query)
-        return Response(location_body(query))
+        return Response(QueryLocationSerializer(query).data)
 
     def head(self, request: Request, guid: str) -> HttpResponse | Response:
         """A Completed query: the headers of its first file's download. Otherwise the headers of what GET
@@ -253,11 +182,9 @@ class QueryDetailApi(QueryApiBase):
             response["X-Row-Count"] = str(query.row_count or 0)
         elif query.status == QueryStatus.EXPIRED:
             expired = _expired(query)
-            response = Response(
-                {"code": expired.status_code, "message": expired.message}, status=expired.status_code
-            )
+            response = Response(expired.body, status=expired.status_code)
         else:
-            response = Response(location_body(query))
+            response = Response(QueryLocationSerializer(query).data)
         response["X-Query-Status"] = query.status
         return response
 
@@ -269,7 +196,7 @@ class QueryDetailApi(QueryApiBase):
         parameters=[doc.GUID, *doc.secured_headers()],
         responses=doc.secured(
             {
-                202: doc.QueryCancel,
+                202: QueryCancelSerializer,
                 404: doc.NOT_FOUND,
                 409: doc.error("The query already finished (Completed, Failed or Expired)."),
             }
@@ -277,7 +204,7 @@ class QueryDetailApi(QueryApiBase):
     )
     def delete(self, request: Request, guid: str) -> Response:
         query = query_cancel(request=query_get(customer=self.customer(request), guid=guid))
-        return Response({"status": query.status, "guid": query.guid}, status=status.HTTP_202_ACCEPTED)
+        return Response(QueryCancelSerializer(query).data, status=status.HTTP_202_ACCEPTED)
 
 
 class QueryDownloadApi(QueryApiBase):
@@ -318,9 +245,8 @@ class QueryDownloadApi(QueryApiBase):
         if query.status != QueryStatus.COMPLETED:
             raise QueryConflict(f"Query {query.guid} has no result to download (status {query.status}).")
         if part >= len(query.files):
-            raise ApiError(
-                f"Query {query.guid} has {len(query.files)} part(s); part {part} does not exist.",
-                status_code=status.HTTP_404_NOT_FOUND,
+            raise PartNotFound(
+                f"Query {query.guid} has {len(query.files)} part(s); part {part} does not exist."
             )
         entry = query.files[part]
         storage = query_storage(query)
@@ -351,17 +277,14 @@ def _stream(
         stream = storage.open(entry["path"], start=first, end=last + 1)
     except ObjectNotFound:
         # Retention (or an operator) removed the file after this request read the query.
-        raise ApiError(
+        raise ResultGone(
             f"The result of query {query.guid} is no longer available (its files were deleted); run the query "
-            "again.",
-            status_code=status.HTTP_410_GONE,
+            "again."
         ) from None
     except StorageError as error:
         logger.warning("query %s: its result cannot be read: %s", query.guid, error)
-        raise ApiError(
-            "The storage holding this result cannot be reached; try again later.",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        raise ResultUnavailable(
+            "The storage holding this result cannot be reached; try again later."
         ) from None
     streaming = StreamingHttpResponse(_chunks(stream, storage), status=206 if wanted else 200)
     for key, value in _file_headers(query, entry).items():

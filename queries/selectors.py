@@ -8,6 +8,7 @@ from insights.models import Customer
 from queries.catalog import catalog
 from queries.errors import QueryNotFound
 from queries.models import QueryRequest
+from queries.serializers import CatalogFieldSerializer
 
 GUID_LENGTH = 32
 
@@ -21,16 +22,7 @@ def catalog_describe(*, verbose: bool = False) -> dict[str, Any]:
     return {
         name: {
             "description": e.description,
-            "fields": [
-                {
-                    "name": f.name,
-                    "type": f.type.value,
-                    "display_name": f.display_name,
-                    "description": f.description,
-                    "common": f.common,
-                }
-                for f in e.fields.values()
-            ],
+            "fields": CatalogFieldSerializer(e.fields.values(), many=True).data,
         }
         for name, e in events.items()
     }

@@ -40,6 +40,7 @@ from datetime import timedelta
 from typing import Any
 
 from exports.schema import ColumnType
+from insights.errors import DomainError
 from queries.catalog import Catalog, Event, Field, catalog
 from queries.spec import Condition, EventQuery, Op, Query, Scalar, Scope, ScopeFilter, Value, Window
 from queries.timestamps import Instant, instants_parse
@@ -57,21 +58,12 @@ _OPERATORS: dict[str, Op] = {op.value: op for op in Op}
 _OPERATOR_LIST = ", ".join(op.value for op in Op)
 
 
-class QueryValidationError(ValueError):
-    """A query body the service refuses; `message` is a str or, for the documented cases, a dict."""
-
-    code = 400
+class QueryValidationError(DomainError):
+    """A query body the service refuses (400); `message` is a str or, for the documented cases, a dict. Its
+    `body` is the error envelope of DESIGN §3: `{"code": 400, "message": ...}`."""
 
     def __init__(self, message: str | dict[str, Any]) -> None:
-        if isinstance(message, str):
-            message = printable(message)
-        super().__init__(message)
-        self.message = message
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """The error envelope of DESIGN §3: `{"code": 400, "message": ...}`."""
-        return {"code": self.code, "message": self.message}
+        super().__init__(printable(message) if isinstance(message, str) else message)
 
 
 @dataclass(frozen=True, slots=True)

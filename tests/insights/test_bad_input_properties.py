@@ -3,7 +3,7 @@
 1. `LimitedJSONParser.parse`, given any bytes (random bytes; JSON texts of generated values; nesting thousands
    of levels deep; huge arrays; long strings; lone-surrogate, NUL, RTL and combining-character escapes;
    numbers such as 1e999999, -0, 2**70 or thousands of digits; a BOM; other encodings), returns a value or
-   raises `ParseError` or the 413 `ApiError`, nothing else. A JSON text within the limit, in UTF-8 and with
+   raises `ParseError` or the 413 `BodyTooLarge`, nothing else. A JSON text within the limit, in UTF-8 and with
    finite numbers only, parses back to the value it encodes.
 2. `query_validate`, given any JSON value (arbitrary ones, and query-shaped ones with catalog and random
    event, field and operator names, values of every JSON type, windows from year 1 to year 9999), returns a
@@ -33,7 +33,7 @@ from rest_framework.exceptions import ParseError
 from exports.engines.duckdb import DUCKDB
 from exports.engines.postgres import POSTGRES
 from exports.schema import ColumnType
-from insights.errors import ApiError
+from insights.errors import BodyTooLarge
 from insights.parsers import LimitedJSONParser
 from insights.services import api_key_create
 from queries.catalog import catalog
@@ -193,7 +193,7 @@ _ENCODINGS = _mostly(st.just("utf-8"), st.sampled_from(["utf-8-sig", "utf-16", "
 
 
 def _parse(raw: bytes) -> tuple[bool, Any]:
-    """(True, value) or (False, the ParseError or 413 ApiError raised); any other exception fails the test."""
+    """(True, value) or (False, the ParseError or 413 BodyTooLarge raised); any other exception fails the test."""
     limit = django_settings.API_MAX_BODY_BYTES
     try:
         value = LimitedJSONParser().parse(io.BytesIO(raw))
@@ -202,7 +202,7 @@ def _parse(raw: bytes) -> tuple[bool, Any]:
         assert len(raw) <= limit  # a body over the limit is a 413 before it is parsed
         str(error.detail).encode("utf-8")  # the 400's message is sent as UTF-8
         return False, error
-    except ApiError as error:
+    except BodyTooLarge as error:
         hypothesis.event("413")
         assert error.status_code == 413 and len(raw) > limit
         return False, error

@@ -1,0 +1,143 @@
+"""What the query API answers, said once: DRF output serializers. The views send their `.data`, and the OpenAPI
+schema (drf-spectacular) is generated from the same classes (component names drop the `Serializer` suffix).
+
+The bodies the seed document fixes byte for byte keep their spelling here: the location's `status` sentences,
+the statuses' names, timestamps to the millisecond.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from exports.schema import ColumnType
+from queries.delivery import query_storage
+from queries.models import QueryRequest, QueryStatus
+
+GUID_PATTERN = "^[0-9a-f]{32}$"
+PENDING_LOCATION = "Process has not finish yet, please verify the status of your request"
+# A query's messages are shown once it has ended without a result.
+ENDED_WITH_MESSAGES = (QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": GUID_PATTERN, "example": "4d1c3ff0a1f34d5c9e2b7a6f8c0d1e2f"}
+)
+class GuidField(serializers.CharField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "date-time",
+        "description": "UTC, to the millisecond: YYYY-MM-DDTHH:MM:SS.mmmZ.",
+    }
+)
+class InstantField(serializers.Field):
+    """A timestamp as the API writes every one: UTC, truncated to the millisecond, with a Z."""
+
+    def to_representation(self, value: datetime) -> str:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class QueryCreatedSerializer(serializers.Serializer):
+    """The accepted query's guid (32 lowercase hex digits); poll its status."""
+
+    id = GuidField(source="guid")
+
+
+class ProgressSerializer(serializers.Serializer):
+    """Rows and uncompressed bytes written so far (the totals once Completed)."""
+
+    rows = serializers.IntegerField(source="progress_rows", min_value=0)
+    bytes = serializers.IntegerField(source="progress_bytes", min_value=0)
+
+
+class QueryStateSerializer(serializers.Serializer):
+    """`messages` is present once the query Failed, was Canceled or Expired."""
+
+    status = serializers.ChoiceField(choices=QueryStatus.values)
+    guid = GuidField()
+    messages = serializers.ListField(child=serializers.CharField(), required=False)
+    progress = ProgressSerializer(source="*")
+    submitted_at = InstantField()
+    started_at = InstantField(allow_null=True)
+    finished_at = InstantField(allow_null=True)
+
+    def to_representation(self, instance: QueryRequest) -> dict[str, Any]:
+        body = super().to_representation(instance)
+        if instance.status not in ENDED_WITH_MESSAGES:
+            del body["messages"]
+        return dict(body)
+
+
+class ResultFileSerializer(serializers.Serializer):
+    path = serializers.CharField(
+        help_text="reports/<customer>/<guid>_QueryExport_<epoch ms>__<12-digit part>.csv.gz"
+    )
+    size = serializers.IntegerField(min_value=0, help_text="Bytes of the gzipped part.")
+    rows = serializers.IntegerField(min_value=0)
+    sha256 = serializers.RegexField(r"^[0-9a-f]{64}$")
+    url = serializers.URLField(
+        required=False, help_text="A presigned download URL, where the result is on S3."
+    )
+
+
+class QueryLocationSerializer(serializers.Serializer):
+    """Pending: `status` is 'Process has not finish yet, please verify the status of your request'. Completed:
+    `status` is "Process finished. Download: ['reports/...csv.gz']" and `files` lists the parts. Failed or
+    Canceled: `status` says so and `messages` says why."""
+
+    status = serializers.CharField()
+    guid = GuidField()
+    files = ResultFileSerializer(many=True, required=False)
+    messages = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def to_representation(self, instance: QueryRequest) -> dict[str, Any]:
+        if instance.status == QueryStatus.PENDING:
+            return {"status": PENDING_LOCATION, "guid": instance.guid}
+        if instance.status == QueryStatus.COMPLETED:
+            paths = ", ".join(f"'{f['path']}'" for f in instance.files)
+            return {
+                "status": f"Process finished. Download: [{paths}]",
+                "guid": instance.guid,
+                "files": ResultFileSerializer(_file_entries(instance), many=True).data,
+            }
+        return {
+            "status": f"Process ended with status {instance.status}: " + "; ".join(instance.messages),
+            "guid": instance.guid,
+            "messages": list(instance.messages),
+        }
+
+
+def _file_entries(query: QueryRequest) -> list[dict[str, Any]]:
+    """path, size, rows, sha256 of each part; plus a presigned `url` where the result is on S3."""
+    entries = [{k: f[k] for k in ("path", "size", "rows", "sha256")} for f in query.files]
+    if query.destination_id is None:
+        return entries
+    with query_storage(query) as storage:
+        for entry in entries:
+            url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
+            if url:
+                entry["url"] = url
+    return entries
+
+
+class QueryCancelSerializer(serializers.Serializer):
+    """Canceled at once when no worker holds the query; Pending while its worker stops it."""
+
+    status = serializers.ChoiceField(choices=[QueryStatus.PENDING.value, QueryStatus.CANCELED.value])
+    guid = GuidField()
+
+
+class CatalogFieldSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=[kind.value for kind in ColumnType])
+    display_name = serializers.CharField()
+    description = serializers.CharField()
+    common = serializers.BooleanField(help_text="Selectable in every event.")

@@ -1,0 +1,147 @@
+"""The query API in process (DRF's APIClient on the test database): every answer's shape and status without a
+web server or a worker. The same contract runs over HTTP against real processes in tests/test_service_e2e.py."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from insights.services import api_key_create
+from queries.models import QueryRequest, QueryStatus
+
+pytestmark = pytest.mark.django_db
+
+QUERY = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+    "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
+}
+NOT_FOUND = [
+    {"message": "could not get QueryRequest object: QueryRequest matching query does not exist.", "code": 404}
+]
+
+
+def _client(customer) -> APIClient:
+    _, key = api_key_create(customer=customer, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def _post(client: APIClient, body: object):
+    return client.post("/_rest/v4/dwh/Q", data=json.dumps(body), content_type="application/json")
+
+
+def test_post_answers_201_with_a_guid_and_sends_the_run(
+    customer_factory, sent_tasks, django_capture_on_commit_callbacks
+):
+    client = _client(customer_factory("acme"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _post(client, QUERY)
+    assert response.status_code == 201
+    (guid,) = response.json().values()
+    query = QueryRequest.objects.get(guid=guid)
+    assert sent_tasks == [("queries.run", (query.pk,), None)]
+    assert json.loads(query.body) == QUERY
+
+
+def test_the_third_live_query_is_a_429_with_retry_after(customer_factory, sent_tasks):
+    client = _client(customer_factory("acme", max_concurrent_queries=2))
+    assert [_post(client, QUERY).status_code for _ in range(2)] == [201, 201]
+    refused = _post(client, QUERY)
+    assert refused.status_code == 429
+    assert refused.content == b'{"code": 429, "message": "max concurrent queries per user (2) reached"}'
+    assert int(refused["Retry-After"]) > 0
+
+
+def test_a_documented_validation_error_is_byte_for_byte(customer_factory, sent_tasks):
+    body = {**QUERY, "data": {"Application ExitEvent": {"fields": ["FlowId"]}}}
+    response = _post(_client(customer_factory("acme")), body)
+    assert response.status_code == 400
+    assert (
+        response.content == b'{"code": 400, "message": "Application ExitEvent is not a valid schema name."}'
+    )
+
+
+def test_status_shows_messages_only_once_the_query_ended_without_a_result(customer_factory):
+    customer = customer_factory("acme")
+    client = _client(customer)
+    pending = QueryRequest.objects.create(customer=customer, body="{}", fingerprint="f" * 64)
+    failed = QueryRequest.objects.create(
+        customer=customer, body="{}", fingerprint="f" * 64, status=QueryStatus.FAILED, messages=["why"]
+    )
+    body = client.get(f"/_rest/v4/dwh/Q/{pending.guid}/status").json()
+    assert set(body) == {"status", "guid", "progress", "submitted_at", "started_at", "finished_at"}
+    assert body["progress"] == {"rows": 0, "bytes": 0} and body["started_at"] is None
+    assert body["submitted_at"].endswith("Z") and len(body["submitted_at"]) == len("2019-11-25T00:00:00.000Z")
+    assert client.get(f"/_rest/v4/dwh/Q/{failed.guid}/status").json()["messages"] == ["why"]
+
+
+def test_location_pending_then_completed(customer_factory, completed_query_factory):
+    customer = customer_factory("acme")
+    client = _client(customer)
+    pending = QueryRequest.objects.create(customer=customer, body="{}", fingerprint="f" * 64)
+    assert client.get(f"/_rest/v4/dwh/Q/{pending.guid}").json() == {
+        "status": "Process has not finish yet, please verify the status of your request",
+        "guid": pending.guid,
+    }
+    done = completed_query_factory(customer)
+    body = client.get(f"/_rest/v4/dwh/Q/{done.guid}").json()
+    assert body["status"] == f"Process finished. Download: ['{done.files[0]['path']}']"
+    assert body["files"] == [{k: done.files[0][k] for k in ("path", "size", "rows", "sha256")}]
+
+
+def test_another_customers_guid_is_the_documented_404_everywhere(customer_factory, completed_query_factory):
+    theirs = completed_query_factory(customer_factory("globex"))
+    client = _client(customer_factory("acme"))
+    for method, path in [
+        ("get", f"/_rest/v4/dwh/Q/{theirs.guid}"),
+        ("get", f"/_rest/v4/dwh/Q/{theirs.guid}/status"),
+        ("get", f"/_rest/v4/dwh/Q/{theirs.guid}/download/0"),
+        ("delete", f"/_rest/v4/dwh/Q/{theirs.guid}"),
+    ]:
+        response = getattr(client, method)(path)
+        assert (response.status_code, response.json()) == (404, NOT_FOUND), (method, path)
+
+
+def test_cancel_is_idempotent_and_a_finished_query_is_a_409(customer_factory, completed_query_factory):
+    customer = customer_factory("acme")
+    client = _client(customer)
+    queued = QueryRequest.objects.create(customer=customer, body="{}", fingerprint="f" * 64)
+    for _ in range(2):
+        response = client.delete(f"/_rest/v4/dwh/Q/{queued.guid}")
+        assert (response.status_code, response.json()) == (202, {"status": "Canceled", "guid": queued.guid})
+    done = completed_query_factory(customer)
+    conflict = client.delete(f"/_rest/v4/dwh/Q/{done.guid}")
+    assert conflict.status_code == 409 and conflict.json()["code"] == 409
+
+
+def test_downloads_ranges_missing_parts_and_expired_results(customer_factory, completed_query_factory):
+    customer = customer_factory("acme", retention_days=1)
+    client = _client(customer)
+    done = completed_query_factory(customer)
+    whole = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download").getvalue()
+    ranged = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/0", HTTP_RANGE="bytes=2-5")
+    assert ranged.status_code == 206 and ranged.getvalue() == whole[2:6]
+    missing = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/3")
+    assert missing.status_code == 404 and missing.json()["message"].endswith("part 3 does not exist.")
+    QueryRequest.objects.filter(pk=done.pk).update(status=QueryStatus.EXPIRED)
+    gone = client.get(f"/_rest/v4/dwh/Q/{done.guid}")
+    assert gone.status_code == 410 and "expired" in gone.json()["message"]
+    head = client.head(f"/_rest/v4/dwh/Q/{done.guid}")
+    assert (head.status_code, head.content, head["X-Query-Status"]) == (410, b"", "Expired")
+
+
+def test_head_of_a_pending_query_has_get_s_headers_and_no_body(customer_factory):
+    customer = customer_factory("acme")
+    client = _client(customer)
+    pending = QueryRequest.objects.create(
+        customer=customer, body="{}", fingerprint="f" * 64, submitted_at=timezone.now() - timedelta(seconds=1)
+    )
+    head, get = client.head(f"/_rest/v4/dwh/Q/{pending.guid}"), client.get(f"/_rest/v4/dwh/Q/{pending.guid}")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head["Content-Type"] == "application/json" and int(head["Content-Length"]) == len(get.content)
+    assert head["X-Query-Status"] == "Pending"
