@@ -1,6 +1,6 @@
 """Storage backends, chosen by kind: `storage_for("local", root=...)`.
 
-A new backend (SFTP, S3, ...) is one module here with one `Storage` subclass, plus one line in
+A new backend (SFTP, S3, ...) is one module or package here with one `Storage` subclass, plus one line in
 _BACKENDS. Modules are imported on first use, so a backend's client library (paramiko, boto3) loads
 only where it is used.
 """

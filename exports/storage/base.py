@@ -1,6 +1,6 @@
 """The storage interface: where finished exports are published and read back from.
 
-A backend is one module in this package with one Storage subclass, registered by kind in `exports.storage`.
+A backend is one module (or package) here with one Storage subclass, registered by kind in `exports.storage`.
 Keys are relative POSIX paths (`reports/acme/<guid>_QueryExport_<ms>__000000000000.csv.gz`); each backend
 maps them under its own root (a directory, an SFTP base dir, an S3 prefix).
 """
