@@ -1,4 +1,4 @@
-"""Export speed and memory (DESIGN §7): the worker path against DuckDB's own COPY of the same rows.
+"""Export speed and memory (docs/DESIGN.md §7): the worker path against DuckDB's own COPY of the same rows.
 
 Goals: the worker path (engine.execute -> write_csv_gzip_parts -> parts staged in local storage) within 1.1x of
 DuckDB's uncompressed `COPY ... TO 'x.csv'` (the serialisation floor), so at least 5x faster than DuckDB's

@@ -1,4 +1,4 @@
-"""POST to Completed for a small query (DESIGN §7: median under 300 ms with a warm worker and Redis).
+"""POST to Completed for a small query (docs/DESIGN.md §7: median under 300 ms with a warm worker and Redis).
 
 The whole service as real processes (`tests.service.service_running`): gunicorn, one Celery worker
 (prefork, concurrency 2) on a throwaway Redis, a DuckDB warehouse seeded with the demo data, and the metadata

@@ -1,4 +1,4 @@
-"""Status polling throughput (DESIGN §7): GET .../status against a bare DRF endpoint, same server, same load.
+"""Status polling throughput (docs/DESIGN.md §7): GET .../status against a bare DRF endpoint, same server, same load.
 
 The server: gunicorn with 2 sync workers and `bench.settings` (the service's settings and URL map, plus the
 bare endpoint of `bench.urls`) on a throwaway SQLite metadata database holding one customer, its API key and

@@ -1,5 +1,5 @@
 """The service's URL map plus the anchor of the polling benchmark: a bare DRF endpoint (no authentication,
-no permission) doing one primary-key lookup of a QueryRequest (DESIGN §7)."""
+no permission) doing one primary-key lookup of a QueryRequest (docs/DESIGN.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where one result's files go, named in one place (DESIGN §5, docs/DESIGN.md):
+"""Where one result's files go, named in one place (docs/DESIGN.md §5, docs/DESIGN.md):
 
     reports/<customer key>/<guid>_QueryExport_<epoch ms>__<12-digit part>.csv.gz   (the original's part names)
     reports/<customer key>/<guid>_manifest.json

@@ -1,5 +1,5 @@
 """Errors as the API shows them: a small domain-error base, and the one exception handler that renders every
-error as `{"code": <status>, "message": <string or object>}` (DESIGN §3).
+error as `{"code": <status>, "message": <string or object>}` (docs/DESIGN.md §3).
 
 DomainError knows nothing of DRF: services, validation and selectors raise its subclasses (queries.errors,
 queries.validation) with the status and headers they mean, and only this module turns them into responses.

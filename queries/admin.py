@@ -147,7 +147,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
         canceled = 0
         for query in queryset.filter(status=QueryStatus.PENDING):
             try:
-                query_cancel(request=query)
+                query_cancel(query=query)
                 canceled += 1
             except QueryConflict:
                 pass
@@ -173,7 +173,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
             destination = destination_default(query.customer)
             workdir = Path(settings.VAR_DIR) / "work" / f"redeliver-{query.guid}"
             try:
-                result_redeliver(request=query, destination=destination, workdir=workdir)
+                result_redeliver(query=query, destination=destination, workdir=workdir)
             except StorageError as error:
                 self.message_user(request, f"{query.guid}: not re-delivered: {error}", messages.ERROR)
             else:

@@ -3,12 +3,8 @@ insights.serializers): the bodies a serializer cannot say, headers, examples, an
 
 Nothing here runs on a request. Each component is a `SchemaComponent` whose JSON schema is written out by hand,
 because the bodies are exact (`{"code": 401, "error": "Unauthorized"}`, a 404 that is a list, the catalog keyed
-by event names) and the query body uses names a serializer field cannot have (`$gte`).
-
-The query body's schema is built from the catalog, so it names the real events and fields and types each
-condition's value by its field, as validation does. It is never stricter than validation (a body the schema
-refuses, the service refuses too, with a 400), only sometimes looser (the window's width, `filters` naming an
-event missing from `data`, the query size limits, NUL characters: those are 400s the schema cannot express).
+by event names). The query body, whose names a serializer field cannot have (`$gte`), is in
+queries.api_schema_query.
 """
 
 from __future__ import annotations
@@ -20,21 +16,13 @@ from typing import Any
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from exports.schema import ColumnType
 from insights.serializers import ErrorEnvelopeSerializer
-from queries.catalog import Event, catalog
 from queries.models import QueryStatus
 from queries.serializers import CatalogFieldSerializer
-from queries.spec import Op
 from queries.validation import (
-    CORRELATION_KEY,
-    INT64_MAX,
-    INT64_MIN,
-    LOWER_BOUNDS,
-    UPPER_BOUNDS,
     QueryLimits,
 )
 
@@ -133,21 +121,6 @@ class DownloadNotFound(SchemaComponent):
 # --- query results -----------------------------------------------------------------------------------
 
 
-def _guid() -> JsonSchema:
-    return {"type": "string", "pattern": GUID_PATTERN, "example": "4d1c3ff0a1f34d5c9e2b7a6f8c0d1e2f"}
-
-
-def _instant(*, nullable: bool) -> JsonSchema:
-    schema: JsonSchema = {
-        "type": "string",
-        "format": "date-time",
-        "description": "UTC, to the millisecond: YYYY-MM-DDTHH:MM:SS.mmmZ.",
-    }
-    if nullable:
-        schema["nullable"] = True
-    return schema
-
-
 def _statuses() -> list[str]:
     return [str(choice) for choice in QueryStatus.values]
 
@@ -174,176 +147,6 @@ class Catalog(SchemaComponent):
                 "required": ["fields"],
             },
         }
-
-
-# --- the query body --------------------------------------------------------------------------------------
-
-
-def _scalar(kind: ColumnType) -> JsonSchema:
-    if kind is ColumnType.STRING:
-        return {"type": "string", "maxLength": LIMITS.max_string_length}
-    if kind is ColumnType.INTEGER:
-        return {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
-    if kind is ColumnType.FLOAT:
-        return {"type": "number", "format": "double"}
-    if kind is ColumnType.BOOLEAN:
-        return {"type": "boolean"}
-    return {"type": "string", "format": "date-time", "description": "ISO 8601 with T and Z or an offset."}
-
-
-def _operators(kind: ColumnType) -> JsonSchema:
-    scalar = _scalar(kind)
-    listed = {"type": "array", "items": scalar, "minItems": 1, "maxItems": LIMITS.max_in_values}
-    return {
-        "type": "object",
-        "description": f"Conditions on a {kind.value} field; a record must meet all of them. `$ne` and `$nin` "
-        "match a NULL value, the others never do.",
-        "properties": {op.value: listed if op.takes_list else scalar for op in Op},
-        "minProperties": 1,
-        "additionalProperties": False,
-    }
-
-
-def _operators_ref(components: Components, kind: ColumnType) -> JsonSchema:
-    return components.named(f"{kind.value.title()}Conditions", lambda: _operators(kind))
-
-
-def _event_filters_ref(components: Components, event: Event) -> JsonSchema:
-    def build() -> JsonSchema:
-        return {
-            "type": "object",
-            "description": f"{event.name} field -> conditions.",
-            "properties": {name: _operators_ref(components, f.type) for name, f in event.fields.items()},
-            "additionalProperties": False,
-        }
-
-    return components.named(f"{event.name}Filters", build)
-
-
-def _event_selection_ref(components: Components, event: Event) -> JsonSchema:
-    def build() -> JsonSchema:
-        return {
-            "type": "object",
-            "description": f"The {event.name} columns wanted (CSV columns in this order), and optionally "
-            "conditions on its records (the same as a top-level `filters` entry).",
-            "properties": {
-                "fields": {
-                    "type": "array",
-                    "items": {"type": "string", "enum": list(event.fields)},
-                    "minItems": 1,
-                    "uniqueItems": True,
-                },
-                "filters": _event_filters_ref(components, event),
-            },
-            "required": ["fields"],
-            "additionalProperties": False,
-        }
-
-    return components.named(f"{event.name}Selection", build)
-
-
-class TimestampWindow(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        bound = {
-            "type": "string",
-            "format": "date-time",
-            "description": "ISO 8601 with T and Z or an offset.",
-        }
-
-        def exactly_one(ops: tuple[str, ...]) -> JsonSchema:
-            return {"oneOf": [{"required": [op]} for op in ops]}
-
-        return {
-            "type": "object",
-            "description": "One lower bound ($gte or $gt) and one upper bound ($lte or $lt); the window may span "
-            "at most the customer's limit (31 days by default).",
-            "properties": {op: bound for op in (*LOWER_BOUNDS, *UPPER_BOUNDS)},
-            "allOf": [exactly_one(LOWER_BOUNDS), exactly_one(UPPER_BOUNDS)],
-            "additionalProperties": False,
-            "example": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-        }
-
-
-class DataSelection(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        events = catalog().events.values()
-        return {
-            "type": "object",
-            "description": "Event name -> the fields wanted from it (at least one event).",
-            "properties": {event.name: _event_selection_ref(components, event) for event in events},
-            "minProperties": 1,
-            "additionalProperties": False,
-        }
-
-
-class EventFilters(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        events = catalog().events.values()
-        return {
-            "type": "object",
-            "description": "Event name -> field -> conditions. At the top level each event must also be in "
-            "`data`; in `scope.filters` any event may be named.",
-            "properties": {event.name: _event_filters_ref(components, event) for event in events},
-            "additionalProperties": False,
-        }
-
-
-class QueryScope(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "Keep only the sessions with a record in the window that meets `filters` (of any "
-            "event); the result is then every record of the `data` events in those sessions.",
-            "properties": {
-                "filters": components.of(EventFilters),
-                "scope": {"type": "string", "enum": [CORRELATION_KEY]},
-            },
-            "required": ["filters", "scope"],
-            "additionalProperties": False,
-        }
-
-
-class QueryBody(SchemaComponent):
-    @classmethod
-    def openapi_schema(cls, components: Components) -> JsonSchema:
-        return {
-            "type": "object",
-            "description": "A Mongo-style query over the customer's events; every name is case-sensitive.",
-            "properties": {
-                "timestamp": components.of(TimestampWindow),
-                "data": components.of(DataSelection),
-                "filters": components.of(EventFilters),
-                "scope": components.of(QueryScope),
-            },
-            "required": ["timestamp", "data"],
-            "additionalProperties": False,
-        }
-
-
-QUERY_EXAMPLES: list[OpenApiExample] = [
-    OpenApiExample(
-        "Minimal",
-        value={
-            "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-            "data": {"ApplicationExitEvent": {"fields": ["FlowId"]}},
-        },
-        request_only=True,
-    ),
-    OpenApiExample(
-        "Scoped",
-        value={
-            "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
-            "data": {"ApplicationExitEvent": {"fields": ["FlowId", "ExitReason"]}},
-            "scope": {"filters": {"DtmfEvent": {"DtmfInput": {"$eq": "0"}}}, "scope": "SessionId"},
-            "filters": {"ApplicationExitEvent": {"ExitReason": {"$ne": "Normal"}}},
-        },
-        request_only=True,
-    ),
-]
 
 
 # --- parameters, response headers and shared responses -----------------------------------------------------
@@ -444,7 +247,7 @@ def schema_complete(result: JsonSchema, generator: Any, request: Any, public: bo
     """POSTPROCESSING_HOOKS entry: name the part download apart, and document HEAD.
 
     One view serves `/download` and `/download/{part}`, so both start as `query_download`; and drf-spectacular
-    leaves every HEAD out, while the API promises one (DESIGN §3): the headers of the first part's download.
+    leaves every HEAD out, while the API promises one (docs/DESIGN.md §3): the headers of the first part's download.
     """
     for path, item in result["paths"].items():
         get = item.get("get", {})

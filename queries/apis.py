@@ -21,6 +21,7 @@ from exports.errors import ObjectNotFound, StorageError
 from exports.storage.base import Storage
 from insights.models import Customer
 from queries import api_schema as doc
+from queries.api_schema_query import QUERY_EXAMPLES, QueryBody
 from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
 from queries.errors import PartNotFound, QueryConflict, QueryNotFound, ResultGone, ResultUnavailable
@@ -87,8 +88,8 @@ class QueryCollectionApi(QueryApiBase):
         summary="Submit a query",
         description="Validates the body, allocates a guid and queues the query; poll its status.",
         tags=["queries"],
-        request=doc.QueryBody,
-        examples=doc.QUERY_EXAMPLES,
+        request=QueryBody,
+        examples=QUERY_EXAMPLES,
         parameters=doc.secured_headers(),
         responses=doc.secured(
             {
@@ -203,7 +204,7 @@ class QueryDetailApi(QueryApiBase):
         ),
     )
     def delete(self, request: Request, guid: str) -> Response:
-        query = query_cancel(request=query_get(customer=self.customer(request), guid=guid))
+        query = query_cancel(query=query_get(customer=self.customer(request), guid=guid))
         return Response(QueryCancelSerializer(query).data, status=status.HTTP_202_ACCEPTED)
 
 

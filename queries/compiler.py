@@ -1,4 +1,4 @@
-"""Compilation: a validated `Query` and a customer in, one parameterised SQL `Statement` out (DESIGN §3).
+"""Compilation: a validated `Query` and a customer in, one parameterised SQL `Statement` out (docs/DESIGN.md §3).
 
 Hand-written SQL, for speed (a typical query compiles in tens of microseconds), under two rules that make
 injection impossible by construction: identifiers come only from the catalog and pass `quote_identifier`;
@@ -16,7 +16,7 @@ Shape, over the one wide `events` table (see `exports.engines`): one scan, whate
 
 An output column requested by every event is the bare column; one requested by only some is
 `CASE WHEN "EventName" IN (?, ...) THEN <column> END` over those events, so it keeps its type and is empty
-in the other events' rows (DESIGN §3). The exception is the `EventName` put first for a multi-event query
+in the other events' rows (docs/DESIGN.md §3). The exception is the `EventName` put first for a multi-event query
 when no event asked for it: every row carries its event's name. The sort keys are qualified with the table
 because both engines resolve a bare ORDER BY name to an output column first, and an output column of that
 name may be such a CASE. One scan, not a UNION ALL of one SELECT per event: DuckDB then sorts the rows it
@@ -61,27 +61,27 @@ class _Binder:
         return ", ".join(self.bind(v) for v in values)
 
 
-def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statement:
-    """The SQL for `query` as `customer_id` may see it, in `dialect`; output columns are `query.columns`."""
+def query_compile(query_spec: Query, *, customer_id: str, dialect: Dialect) -> Statement:
+    """The SQL for `query_spec` as `customer_id` may see it, in `dialect`; output columns are `query_spec.columns`."""
     if not isinstance(customer_id, str) or not customer_id:
         raise ValueError("a query compiles only for a customer: customer_id must be a non-empty string")
-    if not query.events:
+    if not query_spec.events:
         raise ValueError("a query needs at least one event")
     binder = _Binder(dialect)  # parameters in text order: the scope CTE, the select list, the WHERE
     prefix = ""
-    if query.scope is not None:
-        sessions = _scope_sql(query.scope, query.window, customer_id, binder)
+    if query_spec.scope is not None:
+        sessions = _scope_sql(query_spec.scope, query_spec.window, customer_id, binder)
         prefix = f"WITH {quote_identifier(SCOPE_CTE)} AS ({sessions}) "
     select_from = len(binder.params)
-    columns = ", ".join(_column_sql(field, query, binder) for field in query.columns)
+    columns = ", ".join(_column_sql(field, query_spec, binder) for field in query_spec.columns)
     select_to = len(binder.params)
     where = [
         f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
-        *_window_sql(query.window, binder),
-        _alternatives_sql(((e.event.name, e.conditions) for e in query.events), binder),
+        *_window_sql(query_spec.window, binder),
+        _alternatives_sql(((e.event.name, e.conditions) for e in query_spec.events), binder),
     ]
-    if query.scope is not None:
-        key = quote_identifier(query.scope.key.name)
+    if query_spec.scope is not None:
+        key = quote_identifier(query_spec.scope.key.name)
         where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
     table = quote_identifier(EVENTS_TABLE)
     # Qualified: a bare name would sort by an output column of that name, which may be a CASE (see above).
@@ -89,7 +89,9 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
     source = f"FROM {table} WHERE {' AND '.join(where)}"
     params = tuple(binder.params)
     unordered = None
-    if query.scope is None:  # a semi-join need not keep the scan's order: only plain scans may skip the sort
+    if (
+        query_spec.scope is None
+    ):  # a semi-join need not keep the scan's order: only plain scans may skip the sort
         unordered = Unordered(
             sql=f"SELECT {columns}, {sort_keys} {source}",
             keys_sql=f"SELECT {sort_keys} {source}",
@@ -98,18 +100,18 @@ def query_compile(query: Query, *, customer_id: str, dialect: Dialect) -> Statem
     return Statement(
         sql=f"{prefix}SELECT {columns} {source} ORDER BY {sort_keys}",
         params=params,
-        columns=tuple(field.column for field in query.columns),
+        columns=tuple(field.column for field in query_spec.columns),
         dialect=dialect.name,
         unordered=unordered,
     )
 
 
-def _column_sql(field: Field, query: Query, binder: _Binder) -> str:
+def _column_sql(field: Field, query_spec: Query, binder: _Binder) -> str:
     """One output column: bare where every event has it, else a CASE on the events that requested it."""
-    requesting = [e.event.name for e in query.events if any(f.name == field.name for f in e.fields)]
+    requesting = [e.event.name for e in query_spec.events if any(f.name == field.name for f in e.fields)]
     column = _column(field)
     # EventName that no event asked for was put first by validation: every row carries its event's name.
-    if len(requesting) == len(query.events) or (field.name == EVENT_FIELD and not requesting):
+    if len(requesting) == len(query_spec.events) or (field.name == EVENT_FIELD and not requesting):
         return column
     if not requesting:  # validation never outputs a column nobody asked for; keep the meaning anyway
         return f"CASE WHEN FALSE THEN {column} END AS {column}"

@@ -1,4 +1,4 @@
-"""Where a customer's results go and are read back from (DESIGN §5)."""
+"""Where a customer's results go and are read back from (docs/DESIGN.md §5)."""
 
 from __future__ import annotations
 
@@ -11,31 +11,31 @@ from insights.models import Destination
 from queries.models import QueryRequest, QueryStatus
 
 
-def query_storage(request: QueryRequest) -> Storage:
+def query_storage(query: QueryRequest) -> Storage:
     """The storage holding a finished query's files."""
-    return destination_storage(request.destination)
+    return destination_storage(query.destination)
 
 
-def result_redeliver(*, request: QueryRequest, destination: Destination | None, workdir: Path) -> list[str]:
+def result_redeliver(*, query: QueryRequest, destination: Destination | None, workdir: Path) -> list[str]:
     """Copy a finished result (parts and manifest) to another destination without running the query again.
 
     The copy is published all or nothing like a first delivery; the query keeps pointing at its original
     files. Returns the keys written. Raises StorageError.
     """
-    if request.status != QueryStatus.COMPLETED:
-        raise ValueError(f"query {request.guid} has no result to redeliver (status {request.status})")
+    if query.status != QueryStatus.COMPLETED:
+        raise ValueError(f"query {query.guid} has no result to redeliver (status {query.status})")
     workdir.mkdir(parents=True, exist_ok=True)
     local_files = []
     try:
-        with query_storage(request) as source, destination_storage(destination) as target:
-            for entry in request.files:
+        with query_storage(query) as source, destination_storage(destination) as target:
+            for entry in query.files:
                 path = workdir / entry["path"].rsplit("/", 1)[-1]
                 with source.open(entry["path"]) as stream, path.open("wb") as out:
                     shutil.copyfileobj(stream, out, 1 << 20)
                 local_files.append((path, entry["path"]))
-            with source.open(request.manifest_path) as stream:
+            with source.open(query.manifest_path) as stream:
                 manifest = stream.read()
-            target.publish(local_files, (manifest, request.manifest_path))
+            target.publish(local_files, (manifest, query.manifest_path))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return [key for _, key in local_files] + [request.manifest_path]
+    return [key for _, key in local_files] + [query.manifest_path]

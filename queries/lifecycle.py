@@ -49,7 +49,7 @@ def lease_duration() -> timedelta:
 class Claim:
     """A run's right to work on a query: `attempt` is the fencing token only its holder may write with."""
 
-    request: QueryRequest
+    query: QueryRequest
     attempt: int
 
 
@@ -75,8 +75,8 @@ def query_claim(*, query_id: int) -> Claim | None:
     )
     if not taken:
         return None
-    request = QueryRequest.objects.select_related("customer").get(pk=query_id)
-    return Claim(request=request, attempt=request.attempts)
+    query = QueryRequest.objects.select_related("customer").get(pk=query_id)
+    return Claim(query=query, attempt=query.attempts)
 
 
 def query_heartbeat(*, claim: Claim, rows: int, bytes_written: int) -> bool:
@@ -159,9 +159,7 @@ def query_release(*, claim: Claim, message: str) -> bool:
 
 
 def _held(claim: Claim) -> QuerySet[QueryRequest]:
-    return QueryRequest.objects.filter(
-        pk=claim.request.pk, status=QueryStatus.PENDING, attempts=claim.attempt
-    )
+    return QueryRequest.objects.filter(pk=claim.query.pk, status=QueryStatus.PENDING, attempts=claim.attempt)
 
 
 def _renew(claim: Claim, **fields: Any) -> bool:
@@ -180,28 +178,28 @@ def _finish(claim: Claim, *, status: str, **fields: Any) -> bool:
 # -- the customer: cancel -------------------------------------------------------------------------------------
 
 
-def query_cancel(*, request: QueryRequest) -> QueryRequest:
+def query_cancel(*, query: QueryRequest) -> QueryRequest:
     """Cancel a pending query. Idempotent; a finished query is a QueryConflict (409).
 
     A query no worker holds ends Canceled at once; a running one is flagged and its worker stops the warehouse
     query, removes its temporary files and ends it Canceled (freeing the slot) within a heartbeat.
     """
     now = timezone.now()
-    if request.status == QueryStatus.CANCELED:
-        return request
-    if request.status != QueryStatus.PENDING:
-        raise QueryConflict(f"Query {request.guid} already finished with status {request.status}.")
-    pending = QueryRequest.objects.filter(pk=request.pk, status=QueryStatus.PENDING)
+    if query.status == QueryStatus.CANCELED:
+        return query
+    if query.status != QueryStatus.PENDING:
+        raise QueryConflict(f"Query {query.guid} already finished with status {query.status}.")
+    pending = QueryRequest.objects.filter(pk=query.pk, status=QueryStatus.PENDING)
     unheld = pending.exclude(lease_expires_at__gt=now).filter(publication__isnull=True)
     ended = unheld.update(
         status=QueryStatus.CANCELED, cancel_requested=True, finished_at=now, messages=[CANCELED_BY_CUSTOMER]
     )
     if not ended:
         pending.update(cancel_requested=True)
-    request.refresh_from_db()
-    if request.status not in (QueryStatus.PENDING, QueryStatus.CANCELED):
-        raise QueryConflict(f"Query {request.guid} already finished with status {request.status}.")
-    return request
+    query.refresh_from_db()
+    if query.status not in (QueryStatus.PENDING, QueryStatus.CANCELED):
+        raise QueryConflict(f"Query {query.guid} already finished with status {query.status}.")
+    return query
 
 
 # -- the reaper: runs whose worker died, queries whose message was lost ---------------------------------------

@@ -27,7 +27,7 @@ class PlanError(ValueError):
     """A stored plan this code cannot run (written by another version, or damaged)."""
 
 
-def plan_build(query: Query, statement: Statement) -> str:
+def plan_build(query_spec: Query, statement: Statement) -> str:
     """The plan of a validated query and its compiled statement, as JSON text."""
     plan: dict[str, Any] = {
         "version": PLAN_VERSION,
@@ -42,7 +42,7 @@ def plan_build(query: Query, statement: Statement) -> str:
             statement.unordered.keys_sql,
             [_param_encode(p) for p in statement.unordered.keys_params],
         ],
-        "query": query.canonical(),
+        "query": query_spec.canonical(),
     }
     return json.dumps(plan, ensure_ascii=True, separators=(",", ":"))
 

@@ -141,7 +141,7 @@ def query_run(*, query_id: int) -> None:
     if claim is None:
         logger.info("query %s: nothing to run (finished, canceled or held by another worker)", query_id)
         return
-    workdir = Path(settings.VAR_DIR) / "work" / f"{claim.request.guid}-{claim.attempt}"
+    workdir = Path(settings.VAR_DIR) / "work" / f"{claim.query.guid}-{claim.attempt}"
     try:
         _run(claim, workdir)
     except QueryFailed as failure:
@@ -150,7 +150,7 @@ def query_run(*, query_id: int) -> None:
         if query_release(claim=claim, message=retry.message):
             query_enqueue(query_id=query_id, countdown=RETRY_BACKOFF_SECONDS * claim.attempt)
     except Exception:
-        logger.exception("query %s attempt %s failed unexpectedly", claim.request.guid, claim.attempt)
+        logger.exception("query %s attempt %s failed unexpectedly", claim.query.guid, claim.attempt)
         query_fail(claim=claim, message=INTERNAL_ERROR)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -163,10 +163,10 @@ def _run(claim: Claim, workdir: Path) -> None:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
     control = _RunControl(claim, deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
-    customer = claim.request.customer
+    customer = claim.query.customer
     destination = destination_default(customer)  # None: this server's local export directory
     names = ResultNames.report(
-        customer_key=customer.key, guid=claim.request.guid, epoch_ms=int(time.time() * 1000)
+        customer_key=customer.key, guid=claim.query.guid, epoch_ms=int(time.time() * 1000)
     )
     with (
         _supervised(claim, engine, control),
@@ -179,7 +179,7 @@ def _run(claim: Claim, workdir: Path) -> None:
             directory=workdir,
             options=_export_options(customer),
             control=control,
-            label=f"query {claim.request.guid}",
+            label=f"query {claim.query.guid}",
             # Looked up in the upload thread: each thread has its own connection (a bound method would be ours).
             on_upload_thread_exit=lambda: db.connection.close(),
         )
@@ -198,9 +198,9 @@ def _run(claim: Claim, workdir: Path) -> None:
 def _statement(claim: Claim) -> Statement:
     """The plan compiled at POST."""
     try:
-        return plan_statement(claim.request.plan)
+        return plan_statement(claim.query.plan)
     except PlanError:
-        logger.exception("query %s has a plan this worker cannot run", claim.request.guid)
+        logger.exception("query %s has a plan this worker cannot run", claim.query.guid)
         raise QueryFailed(NOT_RUNNABLE) from None
 
 
@@ -219,14 +219,14 @@ def _write(
     claim: Claim, export: StagedExport, engine: WarehouseEngine, statement: Statement, control: _RunControl
 ) -> list[PartFile] | None:
     """The parts written and staged, or None when the run was stopped (the query is marked so)."""
-    guid = claim.request.guid
+    guid = claim.query.guid
     try:
         return export.write(engine.execute(statement), statement.columns)
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
         query_stopped(claim=claim, timed_out=control.out_of_time)
         return None
     except WriteLimitExceeded:
-        raise QueryFailed(cap_exceeded_message(claim.request.customer)) from None
+        raise QueryFailed(cap_exceeded_message(claim.query.customer)) from None
     except WarehouseError as error:
         logger.warning("query %s: warehouse error: %s", guid, error)
         if error.retryable:
@@ -252,7 +252,7 @@ def _publish(
 ) -> list[dict[str, Any]]:
     """Journal the publication, then place every staged part and the manifest under its final name; the
     files placed, or [] when the run was stopped first (the query is marked so)."""
-    query = claim.request
+    query = claim.query
     files = [
         {
             "path": names.key(p.name),
@@ -308,8 +308,8 @@ def _complete(
     # The worker stalled for a whole lease between the publish fence and `Completed`. If the reaper found
     # this publication complete, the query is Completed with these very files; otherwise they go (the
     # manifest key is shared by every attempt: it is left to the winner).
-    logger.error("query %s attempt %s lost its lease after publishing", claim.request.guid, claim.attempt)
-    return query_completed_with(query_id=claim.request.pk, files=files)
+    logger.error("query %s attempt %s lost its lease after publishing", claim.query.guid, claim.attempt)
+    return query_completed_with(query_id=claim.query.pk, files=files)
 
 
 @contextlib.contextmanager
@@ -338,7 +338,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> N
             except DatabaseError:
                 # A database hiccup: try again next tick, but once a lease's worth of beats is lost another
                 # worker may hold the query, so stop.
-                logger.warning("query %s: heartbeat failed", claim.request.guid, exc_info=True)
+                logger.warning("query %s: heartbeat failed", claim.query.guid, exc_info=True)
                 held = time.monotonic() - last_beat < lease_duration().total_seconds()
             if control.timed_out or not held:
                 control.stop.set()

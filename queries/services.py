@@ -37,9 +37,9 @@ def query_create(*, customer: Customer, body: Any) -> QueryRequest:
 
     Raises QueryValidationError (400) or ConcurrencyLimitReached (429).
     """
-    query = query_validate(body, max_window=timedelta(days=customer.max_window_days))
-    statement = query_compile(query, customer_id=customer.key, dialect=warehouse_dialect())
-    plan = plan_build(query, statement)
+    query_spec = query_validate(body, max_window=timedelta(days=customer.max_window_days))
+    statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect())
+    plan = plan_build(query_spec, statement)
     with transaction.atomic():
         # The customer row lock serialises concurrent POSTs of one customer on PostgreSQL; on SQLite the
         # IMMEDIATE transaction mode (settings) takes the write lock at BEGIN, which serialises them too.
@@ -50,7 +50,7 @@ def query_create(*, customer: Customer, body: Any) -> QueryRequest:
         created = QueryRequest.objects.create(
             customer=locked,
             body=body_text(body),
-            fingerprint=query.fingerprint,
+            fingerprint=query_spec.fingerprint,
             plan=plan,
             enqueued_at=timezone.now(),
         )

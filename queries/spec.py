@@ -77,7 +77,7 @@ class Query:
     window: Window
     events: tuple[EventQuery, ...]  # in request order
     scope: Scope | None
-    columns: tuple[Field, ...]  # output columns, in order (DESIGN §3)
+    columns: tuple[Field, ...]  # output columns, in order (docs/DESIGN.md §3)
 
     def canonical(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,4 @@
-"""Query validation: a JSON-decoded request body in, a `queries.spec.Query` out (DESIGN §3).
+"""Query validation: a JSON-decoded request body in, a `queries.spec.Query` out (docs/DESIGN.md §3).
 
 Pure: no ORM, no HTTP. Every problem is a `QueryValidationError` whose `body` is the 400 error envelope; four
 of them are documented byte for byte (bad dates, bad operators, unknown event, unknown field).
@@ -29,6 +29,9 @@ message, as documented):
 Cheap by construction: one walk over the body collects what the later steps check (no copies, no generic
 recursion, so no depth limit is needed: only the fixed query structure is descended), the regex is compiled
 once, and each distinct date string is parsed once, all of them in one pass.
+
+One module for one thing done thoroughly (it is long on purpose): every rule a body must meet, in the order
+that decides which error a customer sees.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ _OPERATOR_LIST = ", ".join(op.value for op in Op)
 
 class QueryValidationError(DomainError):
     """A query body the service refuses (400); `message` is a str or, for the documented cases, a dict. Its
-    `body` is the error envelope of DESIGN §3: `{"code": 400, "message": ...}`."""
+    `body` is the error envelope of docs/DESIGN.md §3: `{"code": 400, "message": ...}`."""
 
     def __init__(self, message: str | dict[str, Any]) -> None:
         super().__init__(printable(message) if isinstance(message, str) else message)
@@ -82,7 +85,7 @@ def query_validate(
 ) -> Query:
     """Turn a JSON-decoded query body into a Query, or raise QueryValidationError (see the module docstring).
 
-    `max_window` is the customer's widest allowed timestamp window (DESIGN §4); it must be positive.
+    `max_window` is the customer's widest allowed timestamp window (docs/DESIGN.md §4); it must be positive.
     """
     cat = catalog()
     raw = _body_parse(body)

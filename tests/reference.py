@@ -1,4 +1,4 @@
-"""A reference evaluator of DESIGN §3 over in-memory rows, and a harness that runs a query on every engine.
+"""A reference evaluator of docs/DESIGN.md §3 over in-memory rows, and a harness that runs a query on every engine.
 
 The evaluator is written from the contract, not from the compiler (it shares only the spec dataclasses), so
 the engine tests compare two independent readings of the same rules: window, per-record conditions, the

@@ -28,7 +28,7 @@ DETAIL = "/_rest/v4/dwh/Q/{guid}"
 STATUS = "/_rest/v4/dwh/Q/{guid}/status"
 DOWNLOAD = "/_rest/v4/dwh/Q/{guid}/download"
 DOWNLOAD_PART = "/_rest/v4/dwh/Q/{guid}/download/{part}"
-# Every operation of DESIGN §3, with every status it can answer.
+# Every operation of docs/DESIGN.md §3, with every status it can answer.
 OPERATIONS = {
     (AUTHENTICATE, "post"): {"200", "400", "401", "413", "415", "429"},
     (COLLECTION, "get"): {"200", "401", "429"},

@@ -284,7 +284,7 @@ MULTI_EVENT: dict[str, Any] = {
 
 
 def test_columns_come_in_request_order_over_several_events(service: Service, acme: str, worker: None) -> None:
-    """DESIGN §3: the requested fields in request order, union over events, first occurrence wins; EventName
+    """docs/DESIGN.md §3: the requested fields in request order, union over events, first occurrence wins; EventName
     first. PostgreSQL's jsonb reorders object keys: this is the test that failed on the production shape."""
     guid = _submit(service, acme, MULTI_EVENT)
     assert service.wait_terminal(guid, acme)["status"] == "Completed"

@@ -1,6 +1,6 @@
 """Arrow record batches -> gzipped CSV part files, formatted in bulk with Arrow compute kernels.
 
-The CSV dialect (DESIGN §3), byte for byte:
+The CSV dialect (docs/DESIGN.md §3), byte for byte:
 
 - UTF-8, no BOM. The first line is the header (the column names, or `header`). Every line, the last one
   included, ends with LF (`\\n`), never CRLF.
@@ -23,6 +23,9 @@ Speed: every column is turned into a UTF-8 string array by vectorised kernels, t
 string per row, and the row strings' contiguous data buffer goes straight to the ISA-L gzip compressor (zlib
 when ISA-L is missing). No Python code runs per row or per value. `pyarrow.csv.CSVWriter` is not used: it
 quotes every string and writes `""` for an empty string, which is not the dialect above.
+
+One module for one thing done thoroughly (it is long on purpose): the dialect's formatting kernels, the part
+rolling and the background compression share one hot loop and its invariants.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The export's manifest (DESIGN §5; file names: exports.results).
+"""The export's manifest (docs/DESIGN.md §5; file names: exports.results).
 
 The manifest is published last, next to the parts, as `<guid>_manifest.json`: it lists every part (name, rows,
 uncompressed bytes, sha256 of the gzip file) with the query, its fingerprint, the output schema and the

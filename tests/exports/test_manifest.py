@@ -1,4 +1,4 @@
-"""The export manifest and the result's file names (DESIGN §5)."""
+"""The export manifest and the result's file names (docs/DESIGN.md §5)."""
 
 from __future__ import annotations
 

@@ -275,7 +275,7 @@ def test_a_cancel_during_the_upload_publishes_nothing(
     def stage_then_cancel(self, source, key):
         original_stage(self, source, key)
         if len(self.staged) == 2:
-            query_cancel(request=QueryRequest.objects.get(pk=query.pk))
+            query_cancel(query=QueryRequest.objects.get(pk=query.pk))
             time.sleep(0.3)  # several heartbeats: the supervisor sees the cancel
 
     monkeypatch.setattr(_ScriptedPublication, "stage", stage_then_cancel)
@@ -306,7 +306,7 @@ def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory,
     thread.start()
     time.sleep(0.05)
     assert not engine.canceled  # heartbeats alone do not stop anything
-    query_cancel(request=QueryRequest.objects.get(pk=query.pk))
+    query_cancel(query=QueryRequest.objects.get(pk=query.pk))
     thread.join(timeout=10)
     assert engine.canceled and progress.stop.is_set() and not progress.timed_out
     assert QueryRequest.objects.get(pk=query.pk).lease_expires_at is not None
@@ -438,7 +438,7 @@ def test_a_cancel_after_the_last_part_ends_the_query_at_once(
     record = runner.query_publication_record
 
     def cancel_first(*, claim, journal):
-        query_cancel(request=QueryRequest.objects.get(pk=claim.request.pk))
+        query_cancel(query=QueryRequest.objects.get(pk=claim.query.pk))
         return record(claim=claim, journal=journal)
 
     monkeypatch.setattr(runner, "query_publication_record", cancel_first)
@@ -455,7 +455,7 @@ def test_a_run_that_lost_its_lease_leaves_the_query_to_its_new_attempt(
     record = runner.query_publication_record
 
     def lose_the_lease_first(*, claim, journal):
-        QueryRequest.objects.filter(pk=claim.request.pk).update(attempts=claim.attempt + 1)  # another worker
+        QueryRequest.objects.filter(pk=claim.query.pk).update(attempts=claim.attempt + 1)  # another worker
         return record(claim=claim, journal=journal)
 
     monkeypatch.setattr(runner, "query_publication_record", lose_the_lease_first)

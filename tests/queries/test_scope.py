@@ -1,4 +1,4 @@
-"""The session scope, case by case, on both engines and the reference evaluator (DESIGN §3 `scope`).
+"""The session scope, case by case, on both engines and the reference evaluator (docs/DESIGN.md §3 `scope`).
 
 Customer c1's sessions: s1 qualifies through a DtmfEvent "0" inside the window; s2's DtmfEvent "0" lies just
 before the window; s3 has a DtmfEvent "1" and an exit exactly on the (exclusive) window end; s4 has only an

@@ -1,7 +1,7 @@
 """ISO 8601 instants: one reading for a query's dates and a file's timestamps.
 
 The case that split them: a `+hh` (or `+hhmm`) offset, which a file took and a query refused. Both take it now
-(DESIGN §3: "ISO 8601 with T and Z or an offset"; ISO 8601 writes an offset as +hh:mm, +hhmm or +hh).
+(docs/DESIGN.md §3: "ISO 8601 with T and Z or an offset"; ISO 8601 writes an offset as +hh:mm, +hhmm or +hh).
 """
 
 from __future__ import annotations

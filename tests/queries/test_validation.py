@@ -1,4 +1,4 @@
-"""query_validate: the documented error bodies byte for byte, the seed requests, the semantics of DESIGN §3,
+"""query_validate: the documented error bodies byte for byte, the seed requests, the semantics of docs/DESIGN.md §3,
 the precedence between errors, and property tests that no body makes it fail with anything else."""
 
 from __future__ import annotations

@@ -29,27 +29,27 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            request = QueryRequest.objects.select_related("customer", "destination").get(guid=options["guid"])
+            query = QueryRequest.objects.select_related("customer", "destination").get(guid=options["guid"])
         except QueryRequest.DoesNotExist:
             raise CommandError(f"no query with guid {options['guid']!r}") from None
-        destination = self._destination(request, options["destination"])
-        workdir = Path(settings.VAR_DIR) / "work" / f"redeliver-{request.guid}"
+        destination = self._destination(query, options["destination"])
+        workdir = Path(settings.VAR_DIR) / "work" / f"redeliver-{query.guid}"
         try:
-            keys = result_redeliver(request=request, destination=destination, workdir=workdir)
+            keys = result_redeliver(query=query, destination=destination, workdir=workdir)
         except (ValueError, StorageError) as error:
             raise CommandError(str(error)) from None
         where = destination or "local storage"
-        self.stdout.write(f"redelivered {len(keys)} file(s) of {request.guid} to {where}")
+        self.stdout.write(f"redelivered {len(keys)} file(s) of {query.guid} to {where}")
 
-    def _destination(self, request: QueryRequest, name: str | None) -> Destination | None:
+    def _destination(self, query: QueryRequest, name: str | None) -> Destination | None:
         if name is None:
-            return destination_default(request.customer)
+            return destination_default(query.customer)
         if name == "local":
             return None
         try:
-            return request.customer.destinations.get(name=name)
+            return query.customer.destinations.get(name=name)
         except Destination.DoesNotExist:
-            names = ", ".join(request.customer.destinations.values_list("name", flat=True)) or "none"
+            names = ", ".join(query.customer.destinations.values_list("name", flat=True)) or "none"
             raise CommandError(
-                f"customer {request.customer.key} has no destination {name!r} (it has: {names})"
+                f"customer {query.customer.key} has no destination {name!r} (it has: {names})"
             ) from None
