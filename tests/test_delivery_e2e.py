@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -130,3 +131,15 @@ def test_result_on_a_chrooted_sftp_destination(service: Service, sshd: SshdServe
         "GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=key, headers={"Range": "bytes=5-9"}
     )
     assert ranged.status == 206 and ranged.body == download.body[5:10]
+    # Each download opened a connection for the file and closed it once the file was sent (it used to stay
+    # open: one SSH session per download, for as long as the web process lived).
+    for _ in range(4):
+        assert service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=key).status == 200
+    _sessions_end_wait(sshd)
+
+
+def _sessions_end_wait(sshd: SshdServer, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while sessions := sshd.session_pids():
+        assert time.monotonic() < deadline, f"SSH sessions still open after {timeout}s: {sessions}"
+        time.sleep(0.2)

@@ -125,6 +125,18 @@ def test_access_token_delete_expired_keeps_live_tokens() -> None:
     assert credential_authenticate(live_raw) == customer
 
 
+def test_beat_deletes_expired_tokens_hourly(settings) -> None:
+    from insights.celery import app
+    from insights.tasks import access_tokens_delete_expired_task
+
+    (entry,) = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == "insights.delete_expired_tokens"
+    ]
+    assert entry["schedule"] == 3600.0
+    app.loader.import_default_modules()  # what a worker does: the task is registered under that name
+    assert app.tasks["insights.delete_expired_tokens"].run == access_tokens_delete_expired_task.run
+
+
 # create_customer
 
 
