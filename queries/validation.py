@@ -45,6 +45,7 @@ from typing import Any
 from exports.schema import ColumnType
 from insights.errors import DomainError
 from queries.catalog import Catalog, Event, Field, catalog
+from queries.json_kinds import json_kind
 from queries.spec import Condition, EventQuery, Op, Query, Scalar, Scope, ScopeFilter, Value, Window
 from queries.timestamps import Instant, instants_parse
 
@@ -187,7 +188,7 @@ class _RawBody:
 def _body_parse(body: object) -> _RawBody:
     if not isinstance(body, dict):
         raise QueryValidationError(
-            f'The query body must be a JSON object with "timestamp" and "data", got {_json_type(body)}.'
+            f'The query body must be a JSON object with "timestamp" and "data", got {json_kind(body)}.'
         )
     for key in body:
         if key not in TOP_LEVEL_KEYS:
@@ -214,7 +215,7 @@ def _timestamp_parse(value: object, raw: _RawBody) -> dict[str, object]:
     if not isinstance(value, dict):
         raise QueryValidationError(
             f'"timestamp" must be an object such as {{"$gte": "2019-11-25T00:00:00Z", '
-            f'"$lte": "2019-11-26T00:00:00Z"}}, got {_json_type(value)}.'
+            f'"$lte": "2019-11-26T00:00:00Z"}}, got {json_kind(value)}.'
         )
     for op in value:
         _operator_note(op, raw)
@@ -225,7 +226,7 @@ def _data_parse(value: object, raw: _RawBody) -> list[_RawData]:
     if not isinstance(value, dict) or not value:
         raise QueryValidationError(
             f'"data" must be an object naming at least one event, such as '
-            f'{{"CallEvent": {{"fields": ["SessionId"]}}}}, got {_json_type(value, empty=True)}.'
+            f'{{"CallEvent": {{"fields": ["SessionId"]}}}}, got {json_kind(value, empty=True)}.'
         )
     entries = []
     for event, spec in value.items():
@@ -233,7 +234,7 @@ def _data_parse(value: object, raw: _RawBody) -> list[_RawData]:
         raw.names.append((event, None))
         if not isinstance(spec, dict):
             raise QueryValidationError(
-                f'{where} must be an object such as {{"fields": ["SessionId"]}}, got {_json_type(spec)}.'
+                f'{where} must be an object such as {{"fields": ["SessionId"]}}, got {json_kind(spec)}.'
             )
         for key in spec:
             if key not in DATA_KEYS:
@@ -246,12 +247,12 @@ def _data_parse(value: object, raw: _RawBody) -> list[_RawData]:
         if not isinstance(fields, list) or not fields:
             raise QueryValidationError(
                 f"{where}.fields must be a non-empty list of field names, "
-                f"got {_json_type(fields, empty=True)}."
+                f"got {json_kind(fields, empty=True)}."
             )
         for name in fields:
             if not isinstance(name, str):
                 raise QueryValidationError(
-                    f"{where}.fields must hold field names (strings), got {_json_type(name)}."
+                    f"{where}.fields must hold field names (strings), got {json_kind(name)}."
                 )
             raw.names.append((event, name))
         group = None
@@ -264,7 +265,7 @@ def _data_parse(value: object, raw: _RawBody) -> list[_RawData]:
 def _scope_parse(value: object, raw: _RawBody) -> list[_RawGroup]:
     if not isinstance(value, dict):
         raise QueryValidationError(
-            f'"scope" must be an object with "filters" and "scope", got {_json_type(value)}.'
+            f'"scope" must be an object with "filters" and "scope", got {json_kind(value)}.'
         )
     for key in value:
         if key not in SCOPE_KEYS:
@@ -275,7 +276,7 @@ def _scope_parse(value: object, raw: _RawBody) -> list[_RawGroup]:
         raise QueryValidationError('"scope" must have both "filters" and "scope".')
     key = value["scope"]
     if key != CORRELATION_KEY:
-        shown = f'"{key}"' if isinstance(key, str) else _json_type(key)
+        shown = f'"{key}"' if isinstance(key, str) else json_kind(key)
         raise QueryValidationError(
             f'scope.scope must be "{CORRELATION_KEY}", the only correlation key, got {shown}.'
         )
@@ -287,7 +288,7 @@ def _groups_parse(value: object, where: str, raw: _RawBody) -> list[_RawGroup]:
     if not isinstance(value, dict):
         raise QueryValidationError(
             f'"{where}" must be an object of events, such as {{"CallEvent": {{"Ani": {{"$eq": "..."}}}}}}, '
-            f"got {_json_type(value)}."
+            f"got {json_kind(value)}."
         )
     groups = []
     for event, fields in value.items():
@@ -301,7 +302,7 @@ def _group_parse(event: str, value: object, where: str, raw: _RawBody) -> _RawGr
     if not isinstance(value, dict):
         raise QueryValidationError(
             f'{where} must be an object of fields, such as {{"FlowId": {{"$eq": "..."}}}}, '
-            f"got {_json_type(value)}."
+            f"got {json_kind(value)}."
         )
     conditions = []
     for name, ops in value.items():
@@ -310,7 +311,7 @@ def _group_parse(event: str, value: object, where: str, raw: _RawBody) -> _RawGr
         if not isinstance(ops, dict) or not ops:
             raise QueryValidationError(
                 f"{at} must be a non-empty object of operators ({_OPERATOR_LIST}), such as "
-                f'{{"$eq": ...}}, got {_json_type(ops, empty=True)}.'
+                f'{{"$eq": ...}}, got {json_kind(ops, empty=True)}.'
             )
         for op, operand in ops.items():
             _operator_note(op, raw)
@@ -350,7 +351,7 @@ def _bound_pick(timestamp: dict[str, object], ops: tuple[str, str], kind: str) -
     if not isinstance(text, str):
         raise QueryValidationError(
             f'timestamp {op} must be an ISO 8601 string such as "2019-11-25T00:00:00Z", '
-            f"got {_json_type(text)}."
+            f"got {json_kind(text)}."
         )
     return op, text
 
@@ -491,7 +492,7 @@ def _condition_value(
     if not isinstance(value, list) or not value:
         raise QueryValidationError(
             f"{where}: expected a non-empty array of {_EXPECTED_PLURAL[spec.type]}, "
-            f"got {_json_type(value, empty=True)}."
+            f"got {json_kind(value, empty=True)}."
         )
     if len(value) > limits.max_in_values:
         raise QueryValidationError(
@@ -547,7 +548,7 @@ def _scalar_value(
         return value
     if kind is ColumnType.TIMESTAMP and isinstance(value, str):
         return instants[value].value  # every such string was parsed by _dates_check
-    raise QueryValidationError(f"{where}: expected {_EXPECTED[kind]}, got {_json_type(value)}.")
+    raise QueryValidationError(f"{where}: expected {_EXPECTED[kind]}, got {json_kind(value)}.")
 
 
 def _is_utf8(text: str) -> bool:
@@ -631,20 +632,3 @@ def _columns(queries: list[EventQuery]) -> tuple[Field, ...]:
     if len(queries) > 1 and "EventName" not in columns:
         return (queries[0].event.fields["EventName"], *columns.values())
     return tuple(columns.values())
-
-
-def _json_type(value: object, *, empty: bool = False) -> str:
-    """The JSON name of a value's type, for messages (never the value itself, which may be huge)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an empty array" if empty and not value else "an array"
-    if isinstance(value, dict):
-        return "an empty object" if empty and not value else "an object"
-    return type(value).__name__

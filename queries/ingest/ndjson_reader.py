@@ -20,6 +20,7 @@ from exports.schema import ColumnType
 from queries.catalog import Catalog
 from queries.ingest.problems import LoadError, Problem
 from queries.ingest.raw import RawFile, binary_open
+from queries.json_kinds import json_kind
 
 
 def ndjson_read(path: Path, events_catalog: Catalog) -> RawFile:
@@ -147,7 +148,7 @@ def _record(
     except ValueError as exc:
         return {}, [Problem(number, None, f"not valid JSON: {exc}")]
     if not isinstance(document, dict):
-        return {}, [Problem(number, None, f"expected a JSON object, found {_json_kind(document)}")]
+        return {}, [Problem(number, None, f"expected a JSON object, found {json_kind(document)}")]
     record: dict[str, str | None] = {}
     problems: list[Problem] = []
     for name, value in document.items():
@@ -174,18 +175,6 @@ def _object_unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKey(key)
         document[key] = value
     return document
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object" if isinstance(value, dict) else "null"
 
 
 def _json_text(value: object, column_type: ColumnType) -> str | None:
