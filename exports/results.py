@@ -14,6 +14,24 @@ from dataclasses import dataclass
 from exports.storage.base import key_validate
 
 MAX_PARTS = 10**12  # the part number has 12 digits
+# A part's content type, by its extension (the output format, and gzip or not).
+CONTENT_TYPES = {
+    "csv.gz": "application/gzip",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "parquet": "application/vnd.apache.parquet",
+    "ndjson.gz": "application/gzip",
+    "ndjson": "application/x-ndjson",
+}
+
+
+def part_extension(name: str) -> str:
+    """`csv.gz` of `<guid>_QueryExport_<ms>__000000000000.csv.gz` (whatever comes after the part number)."""
+    return name.rsplit("__", 1)[-1].partition(".")[2] if "__" in name else name.partition(".")[2]
+
+
+def part_content_type(name: str) -> str:
+    return CONTENT_TYPES.get(part_extension(name), "application/octet-stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,16 +39,17 @@ class ResultNames:
     prefix: str  # a storage key prefix: reports/<customer key>
     guid: str
     epoch_ms: int
+    extension: str = "csv.gz"  # the output format's (CONTENT_TYPES)
 
     @classmethod
-    def report(cls, *, customer_key: str, guid: str, epoch_ms: int) -> ResultNames:
-        return cls(prefix=f"reports/{customer_key}", guid=guid, epoch_ms=epoch_ms)
+    def report(cls, *, customer_key: str, guid: str, epoch_ms: int, extension: str = "csv.gz") -> ResultNames:
+        return cls(prefix=f"reports/{customer_key}", guid=guid, epoch_ms=epoch_ms, extension=extension)
 
     def part(self, index: int) -> str:
         """The file name of part `index` (from 0)."""
         if index < 0 or index >= MAX_PARTS:
             raise ValueError(f"part index out of range: {index}")
-        return f"{self.guid}_QueryExport_{self.epoch_ms}__{index:012d}.csv.gz"
+        return f"{self.guid}_QueryExport_{self.epoch_ms}__{index:012d}.{self.extension}"
 
     @property
     def manifest(self) -> str:

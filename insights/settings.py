@@ -222,6 +222,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "TAGS": [
         {"name": "queries", "description": "Submit queries, follow them, collect their results."},
+        {
+            "name": "exports",
+            "description": "List, read, fetch and delete a customer's exports (its queries).",
+        },
         {"name": "auth", "description": "Bearer tokens."},
     ],
     # Not drf-spectacular's enum hook: the hand-written enums stay inline, where a reader looks for them.

@@ -9,16 +9,18 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
-from django.utils.html import format_html
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from exports.errors import StorageError
 from insights.destinations import destination_default
-from queries.delivery import result_redeliver
+from queries.apis import file_chunks
+from queries.delivery import query_storage, result_redeliver
 from queries.errors import ConcurrencyLimitReached, QueryConflict
 from queries.models import QueryRequest, QueryStatus
+from queries.serializers import ExportSerializer
 from queries.services import query_cancel, query_create
 from queries.validation import QueryValidationError
 
@@ -32,6 +34,8 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "guid",
         "customer",
         "status",
+        "description",
+        "output_format",
         "submitted_at",
         "started_at",
         "finished_at",
@@ -39,7 +43,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "attempts",
     )
     list_filter = ("status", "customer")
-    search_fields = ("guid", "fingerprint")
+    search_fields = ("guid", "fingerprint", "description", "filename")
     list_select_related = ("customer",)
     date_hierarchy = "submitted_at"
     actions = ("cancel_queries", "rerun_queries", "redeliver_queries")
@@ -48,6 +52,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "customer",
         "status",
         "messages",
+        "author",
+        "description",
+        "filename",
+        "pretty_export",
         "pretty_body",
         "fingerprint",
         "pretty_plan",
@@ -65,9 +73,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "pretty_files",
         "manifest_path",
     )
-    exclude = ("body", "plan", "files", "publication")
+    exclude = ("body", "plan", "files", "publication", "output")
     fieldsets = (
         (None, {"fields": ("guid", "customer", "status", "messages")}),
+        ("Export", {"fields": ("author", "description", "filename", "pretty_export")}),
         ("Query", {"fields": ("pretty_body", "fingerprint", "pretty_plan")}),
         (
             "Timings",
@@ -94,7 +103,30 @@ class QueryRequestAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         live = path("live/", self.admin_site.admin_view(self.live_view), name="queries_queryrequest_live")
-        return [live, *super().get_urls()]
+        part = path(
+            "<int:object_id>/file/<int:part>/",
+            self.admin_site.admin_view(self.file_view),
+            name="queries_queryrequest_file",
+        )
+        return [live, part, *super().get_urls()]
+
+    def file_view(self, request: HttpRequest, object_id: int, part: int) -> StreamingHttpResponse:
+        """One of a result's files, for an operator (the API's downloads take a customer's credential)."""
+        query = QueryRequest.objects.filter(pk=object_id).select_related("destination").first()
+        if query is None or not 0 <= part < len(query.files):
+            raise Http404("no such file")
+        entry = query.files[part]
+        storage = query_storage(query)
+        try:
+            stream = storage.open(entry["path"])
+        except StorageError as error:
+            storage.close()
+            raise Http404(f"the file cannot be read: {error}") from None
+        response = StreamingHttpResponse(
+            file_chunks(stream, storage), content_type="application/octet-stream"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{entry["path"].rsplit("/", 1)[-1]}"'
+        return response
 
     def live_view(self, request: HttpRequest) -> TemplateResponse:
         """Pending and running queries, grouped by customer, with slot use against the limit."""
@@ -116,6 +148,28 @@ class QueryRequestAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: QueryRequest | None = None) -> bool:
         return False
+
+    @admin.display(description="format")
+    def output_format(self, obj: QueryRequest) -> str:
+        return str(obj.output.get("format", "csv"))
+
+    @admin.display(description="the export, as the API shows it")
+    def pretty_export(self, obj: QueryRequest) -> str:
+        """The export object of GET /dwh/exports/{guid}, and a link to each file."""
+        export = ExportSerializer(obj).data
+        links = [
+            format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:queries_queryrequest_file", args=(obj.pk, n)),
+                entry["path"],
+            )
+            for n, entry in enumerate(obj.files)
+        ]
+        return format_html(
+            "<pre>{}</pre>{}",
+            json.dumps(export, indent=2, ensure_ascii=False),
+            format_html_join("", "<div>{}</div>", ((link,) for link in links)),
+        )
 
     @admin.display(description="body")
     def pretty_body(self, obj: QueryRequest) -> str:

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exports.errors import ObjectNotFound, StorageError
+from exports.results import part_content_type, part_extension
 from exports.storage.base import Storage
 from insights.models import Customer
 from queries import api_schema as doc
@@ -28,6 +29,7 @@ from queries.errors import PartNotFound, QueryConflict, QueryNotFound, ResultGon
 from queries.models import QueryRequest, QueryStatus
 from queries.selectors import STATUS_FIELDS, catalog_describe, query_get
 from queries.serializers import (
+    GONE,
     QueryCancelSerializer,
     QueryCreatedSerializer,
     QueryLocationSerializer,
@@ -54,6 +56,12 @@ def api_path_not_found(request: HttpRequest) -> HttpResponse:
     else:
         body = {"code": status.HTTP_404_NOT_FOUND, "message": "Not found."}
     return JsonResponse(body, status=status.HTTP_404_NOT_FOUND, safe=False)
+
+
+def _author(principal: Any) -> str:
+    """Who asked: an API key's name, or a user's."""
+    name = getattr(principal, "name", None)  # insights.services.ApiKeyPrincipal
+    return str(name) if name is not None else str(principal.get_username())
 
 
 class QueryApiBase(APIView):
@@ -108,7 +116,9 @@ class QueryCollectionApi(QueryApiBase):
         ),
     )
     def post(self, request: Request) -> Response:
-        created = query_create(customer=self.customer(request), body=request.data)
+        created = query_create(
+            customer=self.customer(request), body=request.data, author=_author(request.user)
+        )
         return Response(QueryCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
@@ -130,7 +140,9 @@ class QueryStatusApi(QueryApiBase):
         )
 
 
-def _expired(query: QueryRequest) -> ResultGone:
+def _gone(query: QueryRequest) -> ResultGone:
+    if query.status == QueryStatus.DELETED:
+        return ResultGone(f"The result of query {query.guid} was deleted at the customer's request.")
     return ResultGone(
         f"The result of query {query.guid} has expired and its files were deleted; run the query again."
     )
@@ -138,8 +150,12 @@ def _expired(query: QueryRequest) -> ResultGone:
 
 def _file_headers(query: QueryRequest, part: dict[str, Any]) -> dict[str, str]:
     name = part["path"].rsplit("/", 1)[-1]
+    if query.filename:  # the customer's name for the download; the stored key stays the guid's
+        index = query.files.index(part)
+        suffix = f"-{index:03d}" if len(query.files) > 1 else ""
+        name = f"{query.filename}{suffix}.{part_extension(name)}"
     return {
-        "Content-Type": "application/gzip",
+        "Content-Type": part_content_type(name),
         "Content-Length": str(part["size"]),
         "ETag": f'"{part["sha256"]}"',
         "Last-Modified": http_date((query.finished_at or query.submitted_at).timestamp()),
@@ -167,8 +183,8 @@ class QueryDetailApi(QueryApiBase):
     )
     def get(self, request: Request, guid: str) -> Response:
         query = query_get(customer=self.customer(request), guid=guid)
-        if query.status == QueryStatus.EXPIRED:
-            raise _expired(query)
+        if query.status in GONE:
+            raise _gone(query)
         return Response(QueryLocationSerializer(query).data)
 
     def head(self, request: Request, guid: str) -> HttpResponse | Response:
@@ -181,9 +197,9 @@ class QueryDetailApi(QueryApiBase):
             for key, value in _file_headers(query, query.files[0]).items():
                 response[key] = value
             response["X-Row-Count"] = str(query.row_count or 0)
-        elif query.status == QueryStatus.EXPIRED:
-            expired = _expired(query)
-            response = Response(expired.body, status=expired.status_code)
+        elif query.status in GONE:
+            gone = _gone(query)
+            response = Response(gone.body, status=gone.status_code)
         else:
             response = Response(QueryLocationSerializer(query).data)
         response["X-Query-Status"] = query.status
@@ -243,6 +259,8 @@ class QueryDownloadApi(QueryApiBase):
     )
     def get(self, request: Request, guid: str, part: int = 0) -> HttpResponse | StreamingHttpResponse:
         query = query_get(customer=self.customer(request), guid=guid)
+        if query.status in GONE:
+            raise _gone(query)
         if query.status != QueryStatus.COMPLETED:
             raise QueryConflict(f"Query {query.guid} has no result to download (status {query.status}).")
         if part >= len(query.files):
@@ -287,7 +305,7 @@ def _stream(
         raise ResultUnavailable(
             "The storage holding this result cannot be reached; try again later."
         ) from None
-    streaming = StreamingHttpResponse(_chunks(stream, storage), status=206 if wanted else 200)
+    streaming = StreamingHttpResponse(file_chunks(stream, storage), status=206 if wanted else 200)
     for key, value in _file_headers(query, entry).items():
         streaming[key] = value
     streaming["Content-Length"] = str(last - first + 1 if size else 0)
@@ -296,7 +314,7 @@ def _stream(
     return streaming
 
 
-def _chunks(stream: Any, storage: Storage) -> Iterator[bytes]:
+def file_chunks(stream: Any, storage: Storage) -> Iterator[bytes]:
     """The file's bytes; the stream and its storage (an SFTP connection) are closed when sending ends, also
     when the client goes away (the server closes this generator)."""
     try:

@@ -319,3 +319,17 @@ def query_expire(*, query: QueryRequest, retention_days: int) -> bool:
             messages=[f"The result was deleted after the {retention_days}-day retention period."],
         )
     )
+
+
+# -- the customer: delete ---------------------------------------------------------------------------------------
+
+DELETED_BY_CUSTOMER = "The result was deleted at the customer's request."
+
+
+def query_deleted(*, query: QueryRequest) -> bool:
+    """An ended query is Deleted (its files are removed next, and again on every repeated delete until none is
+    left: the file list stays on the row for that). False when it is still running (cancel it first)."""
+    ended = QueryRequest.objects.filter(pk=query.pk).exclude(status=QueryStatus.PENDING)
+    if ended.filter(status=QueryStatus.DELETED).exists():
+        return True
+    return bool(ended.update(status=QueryStatus.DELETED, messages=[DELETED_BY_CUSTOMER], publication=None))

@@ -19,9 +19,16 @@ class QueryStatus(models.TextChoices):
     FAILED = "Failed"
     CANCELED = "Canceled"
     EXPIRED = "Expired"  # completed, files since deleted by retention
+    DELETED = "Deleted"  # ended, and deleted at the customer's request (its files with it)
 
 
-TERMINAL_STATUSES = (QueryStatus.COMPLETED, QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED)
+TERMINAL_STATUSES = (
+    QueryStatus.COMPLETED,
+    QueryStatus.FAILED,
+    QueryStatus.CANCELED,
+    QueryStatus.EXPIRED,
+    QueryStatus.DELETED,
+)
 
 
 class QueryRequest(models.Model):
@@ -32,6 +39,15 @@ class QueryRequest(models.Model):
         help_text="The request body as the customer sent it (JSON, in its own key order)."
     )
     fingerprint = models.CharField(max_length=64, db_index=True)
+    # The export's own settings (POST keys beside the query): how its files are written and named.
+    output = models.JSONField(default=dict, blank=True, help_text="The effective output options.")
+    description = models.TextField(blank=True, max_length=500)
+    filename = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Names the zip bundle and the downloads; storage keys use the guid.",
+    )
+    author = models.CharField(max_length=150, blank=True, help_text="The API key's or the user's name.")
     plan = models.TextField(
         blank=True,
         help_text="What a run executes, compiled once at POST (queries.plan): SQL, parameters, columns.",

@@ -27,8 +27,16 @@ class PlanError(ValueError):
     """A stored plan this code cannot run (written by another version, or damaged)."""
 
 
-def plan_build(query_spec: Query, statement: Statement) -> str:
-    """The plan of a validated query and its compiled statement, as JSON text."""
+def plan_build(
+    query_spec: Query,
+    statement: Statement,
+    *,
+    output: dict[str, str] | None = None,
+    titles: list[str] | None = None,
+) -> str:
+    """The plan of a validated query and its compiled statement, as JSON text; `output` (the export's output
+    options) and `titles` (the columns' names in the files: names or display names) default to the
+    original service's CSV with the columns' names."""
     plan: dict[str, Any] = {
         "version": PLAN_VERSION,
         "dialect": statement.dialect,
@@ -43,6 +51,8 @@ def plan_build(query_spec: Query, statement: Statement) -> str:
             [_param_encode(p) for p in statement.unordered.keys_params],
         ],
         "query": query_spec.canonical(),
+        "output": output or {},
+        "titles": titles or [c.name for c in statement.columns],
     }
     return json.dumps(plan, ensure_ascii=True, separators=(",", ":"))
 
@@ -70,6 +80,17 @@ def plan_statement(text: str) -> Statement:
     except PlanError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        raise PlanError(f"unreadable plan: {error}") from None
+
+
+def plan_output(text: str) -> tuple[dict[str, str], list[str]]:
+    """The output options and the column titles of a stored plan (plans from before they existed: the
+    defaults, and the columns' names)."""
+    try:
+        plan = json.loads(text)
+        titles = plan.get("titles") or [name for name, _ in plan["columns"]]
+        return dict(plan.get("output") or {}), [str(title) for title in titles]
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise PlanError(f"unreadable plan: {error}") from None
 
 

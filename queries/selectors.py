@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from django.db.models import Q
 
 from insights.models import Customer
 from queries.catalog import catalog
@@ -52,3 +56,31 @@ def query_get(*, customer: Customer, guid: str, fields: tuple[str, ...] | None =
         return queryset.get(customer_id=customer.pk, guid=guid)
     except QueryRequest.DoesNotExist:
         raise QueryNotFound() from None
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """What a customer's list of exports is narrowed to (GET /dwh/exports)."""
+
+    status: str | None = None
+    since: datetime | None = None  # submitted at or after
+    until: datetime | None = None  # submitted before
+    after: tuple[datetime, int] | None = None  # the cursor: (submitted_at, id) of the last one already seen
+
+
+def exports_page(
+    *, customer: Customer, filters: ExportFilters, limit: int
+) -> tuple[list[QueryRequest], bool]:
+    """The customer's queries, newest first, at most `limit`, and whether more follow."""
+    queryset = QueryRequest.objects.filter(customer_id=customer.pk).select_related("customer")
+    if filters.status:
+        queryset = queryset.filter(status=filters.status)
+    if filters.since:
+        queryset = queryset.filter(submitted_at__gte=filters.since)
+    if filters.until:
+        queryset = queryset.filter(submitted_at__lt=filters.until)
+    if filters.after:
+        submitted_at, pk = filters.after
+        queryset = queryset.filter(Q(submitted_at__lt=submitted_at) | Q(submitted_at=submitted_at, pk__lt=pk))
+    rows = list(queryset.order_by("-submitted_at", "-pk")[: limit + 1])
+    return rows[:limit], len(rows) > limit

@@ -7,10 +7,12 @@ the statuses' names, timestamps to the millisecond.
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -21,7 +23,9 @@ from queries.models import QueryRequest, QueryStatus
 GUID_PATTERN = "^[0-9a-f]{32}$"
 PENDING_LOCATION = "Process has not finish yet, please verify the status of your request"
 # A query's messages are shown once it has ended without a result.
-ENDED_WITH_MESSAGES = (QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED)
+ENDED_WITH_MESSAGES = (QueryStatus.FAILED, QueryStatus.CANCELED, QueryStatus.EXPIRED, QueryStatus.DELETED)
+# Ended with a result whose files are gone: its location and downloads are a 410.
+GONE = (QueryStatus.EXPIRED, QueryStatus.DELETED)
 
 
 @extend_schema_field(
@@ -141,3 +145,95 @@ class CatalogFieldSerializer(serializers.Serializer):
     display_name = serializers.CharField()
     description = serializers.CharField()
     common = serializers.BooleanField(help_text="Selectable in every event.")
+
+
+# --- the exports resource (GET /dwh/exports, /dwh/exports/{guid}) -------------------------------------------
+
+
+def _millis(canonical: str) -> str:
+    """A plan's instant (microseconds) written as the API writes every instant (milliseconds)."""
+    return canonical[:23] + "Z"
+
+
+class ExportSerializer(serializers.Serializer):
+    """One export: a query with its settings, its window and its result. `download_link` follows to the
+    result itself (one part: a redirect to its download; several: a zip of every part and the manifest)."""
+
+    id = GuidField(source="guid")
+    status = serializers.ChoiceField(choices=QueryStatus.values)
+    author = serializers.CharField()
+    description = serializers.CharField()
+    filename = serializers.CharField()
+    output = serializers.DictField(child=serializers.CharField(), help_text="The effective output options.")
+    events = serializers.SerializerMethodField()
+    submitted_at = InstantField()
+    started_at = InstantField(allow_null=True)
+    finished_at = InstantField(allow_null=True)
+    rows = serializers.IntegerField(source="row_count", allow_null=True)
+    size = serializers.SerializerMethodField()
+    parts = serializers.SerializerMethodField()
+    expires_at = serializers.SerializerMethodField()
+    download_link = serializers.SerializerMethodField()
+    downloadable = serializers.SerializerMethodField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # `from` and `to` are Python keywords: they cannot be declared as class attributes.
+        fields["from"] = serializers.SerializerMethodField(method_name="get_window_from")
+        fields["to"] = serializers.SerializerMethodField(method_name="get_window_to")
+        return fields
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}, "description": "In request order."})
+    def get_events(self, query: QueryRequest) -> list[str]:
+        data = query.body_json.get("data", {})
+        return list(data) if isinstance(data, dict) else []
+
+    @extend_schema_field({"type": "integer", "minimum": 0, "description": "Bytes of every part, as stored."})
+    def get_size(self, query: QueryRequest) -> int:
+        return sum(int(f["size"]) for f in query.files)
+
+    @extend_schema_field({"type": "integer", "minimum": 0})
+    def get_parts(self, query: QueryRequest) -> int:
+        return len(query.files)
+
+    @extend_schema_field(InstantField)
+    def get_window_from(self, query: QueryRequest) -> str | None:
+        return self._bound(query, ("$gte", "$gt"))
+
+    @extend_schema_field(InstantField)
+    def get_window_to(self, query: QueryRequest) -> str | None:
+        return self._bound(query, ("$lte", "$lt"))
+
+    @extend_schema_field({"type": "string", "format": "date-time", "nullable": True})
+    def get_expires_at(self, query: QueryRequest) -> str | None:
+        if query.status != QueryStatus.COMPLETED or query.finished_at is None:
+            return None
+        expiry = query.finished_at + timedelta(days=query.customer.retention_days)
+        return InstantField().to_representation(expiry)
+
+    @extend_schema_field({"type": "string", "format": "uri"})
+    def get_download_link(self, query: QueryRequest) -> str:
+        path = reverse("export-detail", kwargs={"guid": query.guid}) + "?redirect=true"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    @extend_schema_field(
+        {"type": "boolean", "description": "Completed, and its files are there to download."}
+    )
+    def get_downloadable(self, query: QueryRequest) -> bool:
+        return query.status == QueryStatus.COMPLETED and bool(query.files)
+
+    @staticmethod
+    def _bound(query: QueryRequest, ops: tuple[str, str]) -> str | None:
+        try:
+            window = json.loads(query.plan)["query"]["timestamp"]
+        except (ValueError, KeyError, TypeError):
+            return None  # a plan from before plans held the window
+        return next((_millis(window[op]) for op in ops if op in window), None)
+
+
+class ExportPageSerializer(serializers.Serializer):
+    """A page of the customer's exports, newest first; `next` is the URL of the next page (null: the last)."""
+
+    exports = ExportSerializer(many=True)
+    next = serializers.URLField(allow_null=True)

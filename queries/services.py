@@ -6,23 +6,29 @@ A run's own transitions (claim, heartbeat, complete, fail, the reaper's) live in
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from exports.errors import StorageError
 from insights.models import Customer
 from queries.compiler import query_compile
+from queries.delivery import query_storage
 from queries.dispatch import query_enqueue
-from queries.errors import ConcurrencyLimitReached
-from queries.lifecycle import query_cancel
+from queries.errors import ConcurrencyLimitReached, ResultUnavailable
+from queries.export_settings import export_settings_split
+from queries.lifecycle import query_cancel, query_deleted
 from queries.models import QueryRequest, QueryStatus
 from queries.plan import plan_build
 from queries.validation import query_validate
 from queries.warehouse import warehouse_dialect
 
-__all__ = ["body_text", "query_cancel", "query_create"]
+__all__ = ["body_text", "export_delete", "query_cancel", "query_create"]
+
+logger = logging.getLogger(__name__)
 
 
 def body_text(body: Any) -> str:
@@ -31,15 +37,19 @@ def body_text(body: Any) -> str:
     return json.dumps(body, ensure_ascii=True)
 
 
-def query_create(*, customer: Customer, body: Any) -> QueryRequest:
+def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryRequest:
     """Validate and compile the body once, take a slot and persist the plan a run will execute; the run is
     enqueued once the row is committed (a failed hand-over still answers: the reaper sends it again).
+    `author` is who asked (an API key's or a user's name).
 
     Raises QueryValidationError (400) or ConcurrencyLimitReached (429).
     """
-    query_spec = query_validate(body, max_window=timedelta(days=customer.max_window_days))
+    export, query_body = export_settings_split(body)
+    query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
     statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect())
-    plan = plan_build(query_spec, statement)
+    display = export.output.get("header") == "display"
+    titles = [field.display_name if display else field.name for field in query_spec.columns]
+    plan = plan_build(query_spec, statement, output=export.output, titles=titles)
     with transaction.atomic():
         # The customer row lock serialises concurrent POSTs of one customer on PostgreSQL; on SQLite the
         # IMMEDIATE transaction mode (settings) takes the write lock at BEGIN, which serialises them too.
@@ -52,7 +62,34 @@ def query_create(*, customer: Customer, body: Any) -> QueryRequest:
             body=body_text(body),
             fingerprint=query_spec.fingerprint,
             plan=plan,
+            output=export.output,
+            description=export.description,
+            filename=export.filename,
+            author=author[:150],
             enqueued_at=timezone.now(),
         )
         transaction.on_commit(lambda: query_enqueue(query_id=created.pk))
     return created
+
+
+def export_delete(*, query: QueryRequest) -> QueryRequest:
+    """DELETE /dwh/exports/{guid}: a Pending query is canceled; an ended one becomes Deleted and its files go
+    from its destination, manifest last. Idempotent: a delete that failed midway (a storage that could not be
+    reached) is finished by the next one. Raises ResultUnavailable (503) when the files cannot be removed yet."""
+    if query.status == QueryStatus.PENDING:
+        # Canceled at once, or flagged for its worker, which stops it within a heartbeat: delete again then.
+        return query_cancel(query=query)
+    query_deleted(query=query)
+    keys = [entry["path"] for entry in query.files] + ([query.manifest_path] if query.manifest_path else [])
+    try:
+        with query_storage(query) as storage:
+            storage.delete(keys[:-1] if query.manifest_path else keys)
+            if query.manifest_path:
+                storage.delete([query.manifest_path])
+    except StorageError as error:
+        logger.warning("query %s: its files could not be deleted yet: %s", query.guid, error)
+        raise ResultUnavailable(
+            "The result's files could not be deleted yet; send the DELETE again."
+        ) from None
+    query.refresh_from_db()
+    return query

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from queries import apis
+from queries import apis, export_apis
 
 urlpatterns = [
     path("dwh/Q", apis.QueryCollectionApi.as_view(), name="query-collection"),
@@ -8,4 +8,6 @@ urlpatterns = [
     path("dwh/Q/<str:guid>/download", apis.QueryDownloadApi.as_view(), name="query-download"),
     path("dwh/Q/<str:guid>/download/<int:part>", apis.QueryDownloadApi.as_view(), name="query-download-part"),
     path("dwh/Q/<str:guid>", apis.QueryDetailApi.as_view(), name="query-detail"),
+    path("dwh/exports", export_apis.ExportCollectionApi.as_view(), name="export-collection"),
+    path("dwh/exports/<str:guid>", export_apis.ExportDetailApi.as_view(), name="export-detail"),
 ]

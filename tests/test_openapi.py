@@ -28,6 +28,8 @@ DETAIL = "/_rest/v4/dwh/Q/{guid}"
 STATUS = "/_rest/v4/dwh/Q/{guid}/status"
 DOWNLOAD = "/_rest/v4/dwh/Q/{guid}/download"
 DOWNLOAD_PART = "/_rest/v4/dwh/Q/{guid}/download/{part}"
+EXPORTS = "/_rest/v4/dwh/exports"
+EXPORT = "/_rest/v4/dwh/exports/{guid}"
 # Every operation of docs/DESIGN.md §3, with every status it can answer.
 OPERATIONS = {
     (AUTHENTICATE, "post"): {"200", "400", "401", "413", "415", "429"},
@@ -39,6 +41,9 @@ OPERATIONS = {
     (DETAIL, "delete"): {"202", "401", "404", "409", "429"},
     (DOWNLOAD, "get"): {"200", "206", "303", "401", "404", "409", "410", "416", "429", "503"},
     (DOWNLOAD_PART, "get"): {"200", "206", "303", "401", "404", "409", "410", "416", "429", "503"},
+    (EXPORTS, "get"): {"200", "400", "401", "429"},
+    (EXPORT, "get"): {"200", "303", "401", "404", "409", "410", "429"},
+    (EXPORT, "delete"): {"200", "202", "401", "404", "429", "503"},
 }
 GUID_OPERATIONS = [key for key in OPERATIONS if "{guid}" in key[0]]
 NOT_FOUND = [

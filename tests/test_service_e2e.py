@@ -5,10 +5,13 @@ Redis broker and cache)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
+import io
 import json
 import re
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -419,3 +422,51 @@ def test_a_chunked_body_is_read(service: Service, acme: str) -> None:
     answer = json.loads(response.read())
     assert response.status == 201, answer
     service.request("DELETE", f"/_rest/v4/dwh/Q/{answer['id']}", key=acme)
+
+
+def test_exports_list_read_fetch_and_delete(service: Service, acme: str, globex: str) -> None:
+    """The exports resource over HTTP: the caller's exports only, one export's settings and result, the whole
+    result as a zip of every part and the manifest, and a delete that removes the files."""
+    service.worker_start(extra_env={"EXPORT_PART_BYTES": "4096"})  # several parts
+    body = {**MULTI_EVENT, "description": "seed request 2", "filename": "flow-exits"}
+    try:
+        guid = _submit(service, acme, body)
+        assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    finally:
+        service.workers_stop()
+    theirs = _submit(service, globex, REQUEST_1)
+    listed = service.request("GET", "/_rest/v4/dwh/exports?limit=500", key=acme).json()
+    ids = [export["id"] for export in listed["exports"]]
+    assert guid in ids and theirs not in ids
+    export = service.request("GET", f"/_rest/v4/dwh/exports/{guid}", key=acme).json()
+    files = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).json()["files"]
+    assert (export["status"], export["description"], export["filename"]) == (
+        "Completed",
+        "seed request 2",
+        "flow-exits",
+    )
+    assert export["parts"] == len(files) > 1  # EXPORT_PART_BYTES is small here
+    assert export["size"] == sum(f["size"] for f in files) and export["rows"] == sum(f["rows"] for f in files)
+    assert export["downloadable"] and export["expires_at"] > export["finished_at"]
+    bundle = service.request("GET", f"/_rest/v4/dwh/exports/{guid}?redirect=true", key=acme)
+    assert (
+        bundle.status == 200
+        and bundle.headers["Content-Disposition"] == 'attachment; filename="flow-exits.zip"'
+    )
+    archive = zipfile.ZipFile(io.BytesIO(bundle.body))
+    assert archive.namelist() == [f["path"].rsplit("/", 1)[-1] for f in files] + [f"{guid}_manifest.json"]
+    for entry in files:
+        assert hashlib.sha256(archive.read(entry["path"].rsplit("/", 1)[-1])).hexdigest() == entry["sha256"]
+    deleted = service.request("DELETE", f"/_rest/v4/dwh/exports/{guid}", key=acme)
+    assert deleted.status == 200 and deleted.json()["status"] == "Deleted"
+    assert not list((service.var_dir / "exports").rglob(f"{guid}*"))
+    assert service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).status == 410
+    assert service.request("DELETE", f"/_rest/v4/dwh/exports/{theirs}", key=acme).status == 404
+    assert service.request("DELETE", f"/_rest/v4/dwh/exports/{theirs}", key=globex).status == 202  # its slot back
+
+
+def test_one_part_exports_redirect_to_their_download(service: Service, acme: str, worker: None) -> None:
+    guid = _submit(service, acme, REQUEST_1)
+    assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    redirect = service.request("GET", f"/_rest/v4/dwh/exports/{guid}?redirect=true", key=acme)
+    assert redirect.status == 303 and redirect.headers["Location"] == f"/_rest/v4/dwh/Q/{guid}/download/0"

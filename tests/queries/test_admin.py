@@ -55,3 +55,21 @@ def test_cancel_action_ends_an_unclaimed_query(admin_client, customer_factory):
 
 def test_the_live_view_needs_staff(client):
     assert client.get("/admin/queries/queryrequest/live/").status_code == 302
+
+
+def test_detail_shows_the_export_and_serves_its_files(admin_client, customer_factory, completed_query_factory):
+    query = completed_query_factory(customer_factory("acme"))
+    page = admin_client.get(f"/admin/queries/queryrequest/{query.pk}/change/").content.decode()
+    assert "&quot;download_link&quot;" in page and "&quot;downloadable&quot;: true" in page
+    link = f"/admin/queries/queryrequest/{query.pk}/file/0/"
+    assert link in page
+    response = admin_client.get(link)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content).startswith(b"\x1f\x8b")  # the gzipped part itself
+    assert admin_client.get(f"/admin/queries/queryrequest/{query.pk}/file/7/").status_code == 404
+
+
+def test_the_list_shows_description_and_format(admin_client, customer_factory):
+    _query(customer_factory("acme"), description="March calls", output={"format": "parquet"})
+    page = admin_client.get("/admin/queries/queryrequest/").content.decode()
+    assert "March calls" in page and "parquet" in page
