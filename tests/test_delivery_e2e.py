@@ -105,18 +105,41 @@ def test_retention_deletes_the_s3_objects_and_expires_the_query(
     assert not any(guid in k for k in keys)
 
 
+def test_deleting_an_export_on_s3_removes_every_object(
+    service: Service, s3: MotoServer, s3_customer: tuple[str, str]
+) -> None:
+    key, bucket = s3_customer
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"
+    assert any(guid in k for k in s3.keys(bucket))
+    for _ in range(2):  # idempotent
+        deleted = service.request("DELETE", f"/_rest/v4/dwh/exports/{guid}", key=key)
+        assert (deleted.status, deleted.json()["status"]) == (200, "Deleted")
+    assert not any(guid in k for k in s3.keys(bucket))
+    assert s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[SshdServer]:
     with sshd_server() as server:
         yield server
 
 
-def test_result_on_a_chrooted_sftp_destination(service: Service, sshd: SshdServer) -> None:
-    """The customer's SFTP account is chrooted; the result lands under its reports/ and streams back over HTTPS."""
+@pytest.fixture(scope="module")
+def sftp_customer(service: Service, sshd: SshdServer) -> tuple[str, str]:
+    """A customer whose default destination is the chrooted SFTP account: (customer key, API key)."""
     customer = DEMO_CUSTOMER_KEYS[0]
     key = service.customer_create(customer)
     config = sshd.config(user=sshd.chroot_user, private_key=None, password=sshd.chroot_password)
     service.destination_create(customer, "sftp", config, default=True, kind="sftp")
+    return customer, key
+
+
+def test_result_on_a_chrooted_sftp_destination(
+    service: Service, sshd: SshdServer, sftp_customer: tuple[str, str]
+) -> None:
+    """The customer's SFTP account is chrooted; the result lands under its reports/ and streams back over HTTPS."""
+    customer, key = sftp_customer
     guid = _submit(service, key, REQUEST_1)
     assert service.wait_terminal(guid, key)["status"] == "Completed"
     entry = service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=key).json()["files"][0]
@@ -143,3 +166,34 @@ def _sessions_end_wait(sshd: SshdServer, timeout: float = 15) -> None:
     while sessions := sshd.session_pids():
         assert time.monotonic() < deadline, f"SSH sessions still open after {timeout}s: {sessions}"
         time.sleep(0.2)
+
+
+def test_a_delete_the_sftp_server_refused_is_finished_by_the_next_one(
+    service: Service, sshd: SshdServer, sftp_customer: tuple[str, str]
+) -> None:
+    """The destination refuses the delete (its password changed): 503, the export is Deleted, its files are
+    still there. Once the password is right again, the same DELETE removes them: nothing is left behind."""
+    customer, key = sftp_customer
+    guid = _submit(service, key, REQUEST_1)
+    assert service.wait_terminal(guid, key)["status"] == "Completed"
+    reports = sshd.chroot_dir / "reports" / customer
+    assert list(reports.glob(f"{guid}_*"))
+    _sftp_password_set(service, customer, "not-the-password")
+    refused = service.request("DELETE", f"/_rest/v4/dwh/exports/{guid}", key=key)
+    assert refused.status == 503 and refused.json()["code"] == 503
+    assert service.request("GET", f"/_rest/v4/dwh/Q/{guid}/status", key=key).json()["status"] == "Deleted"
+    assert list(reports.glob(f"{guid}_*"))  # not removed yet
+    _sftp_password_set(service, customer, sshd.chroot_password)
+    again = service.request("DELETE", f"/_rest/v4/dwh/exports/{guid}", key=key)
+    assert (again.status, again.json()["status"]) == (200, "Deleted")
+    assert not list(reports.glob(f"{guid}_*"))
+    _sessions_end_wait(sshd)
+
+
+def _sftp_password_set(service: Service, customer: str, password: str) -> None:
+    script = (
+        "from insights.models import Destination\nfrom insights.destinations import destination_secrets_set\n"
+        f"d = Destination.objects.get(customer__key={customer!r}, kind='sftp')\n"
+        f"destination_secrets_set(d, password={password!r})\n"
+    )
+    service.manage("shell", "-c", script)
