@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiExample
 from exports.schema import ColumnType
 from queries.api_schema import Components, JsonSchema, SchemaComponent
 from queries.catalog import Event, catalog
+from queries.export_settings import APPLIES, CHOICES, FORMATS, MAX_DESCRIPTION
 from queries.spec import Op
 from queries.validation import CORRELATION_KEY, INT64_MAX, INT64_MIN, LOWER_BOUNDS, UPPER_BOUNDS, QueryLimits
 
@@ -148,17 +149,53 @@ class QueryScope(SchemaComponent):
         }
 
 
+class OutputOptions(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        formats = {name: {"type": "string", "enum": list(values)} for name, values in CHOICES.items()}
+
+        def only(format_name: str) -> JsonSchema:
+            """The branch of one format: the options it takes, and none of the others."""
+            other = [key for key in CHOICES if key not in APPLIES[format_name]]
+            branch: JsonSchema = {"properties": {"format": {"enum": [format_name]}}, "required": ["format"]}
+            if other:
+                branch["not"] = {"anyOf": [{"required": [key]} for key in other]}
+            return branch
+
+        return {
+            "type": "object",
+            "description": "How the result's files are written. Defaults: csv, gzip, rfc4180, names (the "
+            "original service's files). `compression` applies to csv and ndjson, `dialect` to csv only. "
+            "`excel`: UTF-8 BOM, CRLF, formula-looking cells prefixed with '. `no_newline`: one line per "
+            "record, CR and LF written as \\r and \\n. `header: display`: the catalog's display names.",
+            "properties": formats,
+            "additionalProperties": False,
+            "oneOf": [
+                {"not": {"required": ["format"]}, "properties": {}},
+                *(only(name) for name in FORMATS),
+            ],
+        }
+
+
 class QueryBody(SchemaComponent):
     @classmethod
     def openapi_schema(cls, components: Components) -> JsonSchema:
         return {
             "type": "object",
-            "description": "A Mongo-style query over the customer's events; every name is case-sensitive.",
+            "description": "A Mongo-style query over the customer's events; every name is case-sensitive. "
+            "`output`, `description` and `filename` are the export's own settings.",
             "properties": {
                 "timestamp": components.of(TimestampWindow),
                 "data": components.of(DataSelection),
                 "filters": components.of(EventFilters),
                 "scope": components.of(QueryScope),
+                "output": components.of(OutputOptions),
+                "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
+                "filename": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9._-]{1,100}$",
+                    "description": "Names the downloads and the zip bundle (storage keys use the guid).",
+                },
             },
             "required": ["timestamp", "data"],
             "additionalProperties": False,
