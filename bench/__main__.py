@@ -11,12 +11,14 @@ import django
 
 django.setup()
 
+from bench import bundle, export, formats, latency, polling, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench import compile as compile_bench  # noqa: E402
-from bench import export, latency, polling, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench.report import Report  # noqa: E402
 
 SECTIONS = {
     "export": export.run,
+    "formats": formats.run,
+    "bundle": bundle.run,
     "polling": polling.run,
     "latency": latency.run,
     "compile": compile_bench.run,

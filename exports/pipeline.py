@@ -18,7 +18,8 @@ from exports.delivery import DeliveryControl, DeliveryTries, PartUploader
 from exports.results import ResultNames
 from exports.schema import Column
 from exports.storage.base import CommitCheck, Publication
-from exports.writers import PartFile, write_csv_gzip_parts
+from exports.writers import PartFile
+from exports.writers.formats import OutputFormat, write_parts
 
 
 class ExportControl(DeliveryControl, Protocol):
@@ -67,8 +68,16 @@ class StagedExport:
             retries=options.retries, backoff_seconds=options.backoff_seconds, control=control, label=label
         )
 
-    def write(self, batches: Iterable[pa.RecordBatch], columns: Sequence[Column]) -> list[PartFile]:
-        """Every batch written and every part staged (a part without rows is not uploaded)."""
+    def write(
+        self,
+        batches: Iterable[pa.RecordBatch],
+        columns: Sequence[Column],
+        *,
+        output: OutputFormat | None = None,
+        header: Sequence[str] | None = None,
+    ) -> list[PartFile]:
+        """Every batch written in `output`'s format (the original CSV by default; `header`: the column titles)
+        and every part staged (a part without rows is not uploaded)."""
         uploader = PartUploader(
             self._publication,
             key_for=self._names.key,
@@ -77,9 +86,11 @@ class StagedExport:
             on_thread_exit=self._on_upload_thread_exit,
         )
         try:
-            parts = write_csv_gzip_parts(
+            parts = write_parts(
                 batches,
+                output=output or OutputFormat(),
                 columns=columns,
+                header=header,
                 directory=self._directory,
                 name_for_part=self._names.part,
                 part_bytes=self._options.part_bytes,

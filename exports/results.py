@@ -12,17 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exports.storage.base import key_validate
+from exports.writers.formats import OutputFormat
 
 MAX_PARTS = 10**12  # the part number has 12 digits
-# A part's content type, by its extension (the output format, and gzip or not).
-CONTENT_TYPES = {
-    "csv.gz": "application/gzip",
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "parquet": "application/vnd.apache.parquet",
-    "ndjson.gz": "application/gzip",
-    "ndjson": "application/x-ndjson",
-}
 
 
 def part_extension(name: str) -> str:
@@ -31,7 +23,13 @@ def part_extension(name: str) -> str:
 
 
 def part_content_type(name: str) -> str:
-    return CONTENT_TYPES.get(part_extension(name), "application/octet-stream")
+    """The media type of a part, from its extension (what its output format says)."""
+    kind, _, gz = part_extension(name).partition(".")
+    try:
+        internal = kind in ("xlsx", "parquet")  # compressed inside: their OutputFormat keeps the default
+        return OutputFormat.parse(format=kind, compression="gzip" if gz or internal else "none").content_type
+    except ValueError:
+        return "application/octet-stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +37,7 @@ class ResultNames:
     prefix: str  # a storage key prefix: reports/<customer key>
     guid: str
     epoch_ms: int
-    extension: str = "csv.gz"  # the output format's (CONTENT_TYPES)
+    extension: str = "csv.gz"  # the output format's (exports.writers.formats.OutputFormat.extension)
 
     @classmethod
     def report(cls, *, customer_key: str, guid: str, epoch_ms: int, extension: str = "csv.gz") -> ResultNames:

@@ -40,6 +40,7 @@ from exports.errors import (
 from exports.pipeline import ExportOptions, StagedExport
 from exports.results import ResultNames
 from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
+from exports.writers.formats import OutputFormat
 from insights.destinations import destination_default, destination_storage
 from insights.failpoints import failpoint
 from insights.models import Customer
@@ -61,7 +62,7 @@ from queries.lifecycle import (
     query_release,
     query_stopped,
 )
-from queries.plan import PlanError, plan_statement
+from queries.plan import PlanError, plan_output, plan_statement
 from queries.warehouse import warehouse_engine
 
 logger = logging.getLogger(__name__)
@@ -163,10 +164,14 @@ def _run(claim: Claim, workdir: Path) -> None:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
     control = _RunControl(claim, deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
+    output, titles = _output(claim)
     customer = claim.query.customer
     destination = destination_default(customer)  # None: this server's local export directory
     names = ResultNames.report(
-        customer_key=customer.key, guid=claim.query.guid, epoch_ms=int(time.time() * 1000)
+        customer_key=customer.key,
+        guid=claim.query.guid,
+        epoch_ms=int(time.time() * 1000),
+        extension=output.extension,
     )
     with (
         _supervised(claim, engine, control),
@@ -183,7 +188,7 @@ def _run(claim: Claim, workdir: Path) -> None:
             # Looked up in the upload thread: each thread has its own connection (a bound method would be ours).
             on_upload_thread_exit=lambda: db.connection.close(),
         )
-        parts = _write(claim, export, engine, statement, control)
+        parts = _write(claim, export, engine, statement, control, output=output, titles=titles)
         if parts is None:
             return
         if sum(p.rows for p in parts) == 0:
@@ -193,6 +198,21 @@ def _run(claim: Claim, workdir: Path) -> None:
         )
         if files and not _complete(claim, files, names, destination_id=getattr(destination, "pk", None)):
             storage.delete([entry["path"] for entry in files])
+
+
+def _output(claim: Claim) -> tuple[OutputFormat, list[str]]:
+    """The output chosen at POST, and the column titles (names or display names) the files carry."""
+    try:
+        options, titles = plan_output(claim.query.plan)
+        output = OutputFormat.parse(
+            format=options.get("format"),
+            compression=options.get("compression"),
+            dialect=options.get("dialect"),
+        )
+    except (PlanError, ValueError):
+        logger.exception("query %s has output options this worker cannot write", claim.query.guid)
+        raise QueryFailed(NOT_RUNNABLE) from None
+    return output, titles
 
 
 def _statement(claim: Claim) -> Statement:
@@ -216,12 +236,19 @@ def _export_options(customer: Customer) -> ExportOptions:
 
 
 def _write(
-    claim: Claim, export: StagedExport, engine: WarehouseEngine, statement: Statement, control: _RunControl
+    claim: Claim,
+    export: StagedExport,
+    engine: WarehouseEngine,
+    statement: Statement,
+    control: _RunControl,
+    *,
+    output: OutputFormat,
+    titles: list[str],
 ) -> list[PartFile] | None:
     """The parts written and staged, or None when the run was stopped (the query is marked so)."""
     guid = claim.query.guid
     try:
-        return export.write(engine.execute(statement), statement.columns)
+        return export.write(engine.execute(statement), statement.columns, output=output, header=titles)
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
         query_stopped(claim=claim, timed_out=control.out_of_time)
         return None
@@ -277,6 +304,7 @@ def _publish(
         parts=parts,
         query=query.body_json,
         fingerprint=query.fingerprint,
+        output=query.output,
         schema=manifest_schema(statement.columns),
         created_at=timezone.now(),
         guid=query.guid,

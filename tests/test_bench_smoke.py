@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bench import export, latency, polling
+from bench import bundle, export, formats, latency, polling
 from bench.memory_probe import rss_mb
 from bench.report import Report
 
@@ -101,6 +101,40 @@ def test_export_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         "export_seconds[duckdb_copy_csv]",
     ):
         assert float(figures[name]["value"]) > 0, name
+
+
+def test_formats_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    sizes = {
+        "BENCH_ROWS": "3000",
+        "BENCH_FORMATS_OPENPYXL_ROWS": "1000",
+        "BENCH_FORMATS_MEMORY_ROWS": "1000,3000",
+    }
+    for variable, value in {**sizes, "BENCH_FORMATS_REPEATS": "1"}.items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.delenv("BENCH_EXPORT_WAREHOUSE", raising=False)
+    figures = _section(formats.run, capsys)
+    assert float(figures["formats_rows"]["value"]) == 3000
+    compared = [
+        "parquet_seconds[worker_path]",
+        "xlsx_seconds[openpyxl_write_only_1000_rows]",
+        "xlsx_peak_rss[3000_rows]",
+    ]
+    assert [name for name in compared if figures[name]["ratio"] is None] == []
+    sizes_written = [
+        f"parquet_file_bytes[{run}]" for run in ("worker_path", "duckdb_copy", "duckdb_copy_sorted")
+    ]
+    assert all(
+        float(figures[name]["value"]) > 0
+        for name in [*sizes_written, "xlsx_file_bytes[worker_path_3000_rows]"]
+    )
+
+
+def test_bundle_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(bundle, "PARTS", 3)
+    monkeypatch.setattr(bundle, "PART_MB", 2)
+    figures = _section(bundle.run, capsys)
+    assert figures["bundle_zip_stream"]["ratio"] is not None
+    assert float(figures["bundle_read_parts"]["value"]) > 0
 
 
 def test_polling_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -462,7 +462,9 @@ def test_exports_list_read_fetch_and_delete(service: Service, acme: str, globex:
     assert not list((service.var_dir / "exports").rglob(f"{guid}*"))
     assert service.request("GET", f"/_rest/v4/dwh/Q/{guid}", key=acme).status == 410
     assert service.request("DELETE", f"/_rest/v4/dwh/exports/{theirs}", key=acme).status == 404
-    assert service.request("DELETE", f"/_rest/v4/dwh/exports/{theirs}", key=globex).status == 202  # its slot back
+    assert (
+        service.request("DELETE", f"/_rest/v4/dwh/exports/{theirs}", key=globex).status == 202
+    )  # its slot back
 
 
 def test_one_part_exports_redirect_to_their_download(service: Service, acme: str, worker: None) -> None:
@@ -470,3 +472,57 @@ def test_one_part_exports_redirect_to_their_download(service: Service, acme: str
     assert service.wait_terminal(guid, acme)["status"] == "Completed"
     redirect = service.request("GET", f"/_rest/v4/dwh/exports/{guid}?redirect=true", key=acme)
     assert redirect.status == 303 and redirect.headers["Location"] == f"/_rest/v4/dwh/Q/{guid}/download/0"
+
+
+@pytest.mark.parametrize(
+    ("output", "content_type"),
+    [
+        ({"format": "parquet"}, "application/vnd.apache.parquet"),
+        (
+            {"format": "xlsx", "header": "display"},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+        ({"format": "ndjson"}, "application/gzip"),
+        ({"format": "csv", "compression": "none", "dialect": "no_newline"}, "text/csv; charset=utf-8"),
+    ],
+    ids=lambda value: value["format"] if isinstance(value, dict) else "",
+)
+def test_each_output_format_downloads_as_what_it_says(
+    service: Service, acme: str, worker: None, output: dict[str, str], content_type: str
+) -> None:
+    guid = _submit(service, acme, {**REQUEST_1, "output": output, "filename": "exits"})
+    assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    head = service.request("HEAD", f"/_rest/v4/dwh/Q/{guid}", key=acme)
+    download = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/download/0", key=acme)
+    assert download.status == 200
+    assert head.headers["Content-Type"] == download.headers["Content-Type"] == content_type
+    extension = output["format"] + (".gz" if content_type == "application/gzip" else "")
+    assert download.headers["Content-Disposition"] == f'attachment; filename="exits.{extension}"'
+    expected = [row[0] for row in _flow_ids(service)]
+    if output["format"] == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(io.BytesIO(download.body)).column("FlowId").to_pylist() == expected
+    elif output["format"] == "xlsx":
+        import openpyxl
+
+        rows = list(
+            openpyxl.load_workbook(io.BytesIO(download.body), read_only=True).active.iter_rows(
+                values_only=True
+            )
+        )
+        assert rows[0] == ("Flow ID",) and [row[0] for row in rows[1:]] == expected
+    elif output["format"] == "ndjson":
+        lines = gzip.decompress(download.body).decode().splitlines()
+        assert [json.loads(line) for line in lines] == [{"FlowId": flow} for flow in expected]
+    else:
+        assert download.body.decode().splitlines() == ["FlowId", *expected]
+
+
+def _flow_ids(service: Service) -> list[tuple]:
+    return warehouse_rows(
+        service,
+        'SELECT "FlowId" FROM events WHERE "EventName" = ? AND "CustomerId" = ? AND "TimeStamp" >= ? '
+        'AND "TimeStamp" <= ? ORDER BY "TimeStamp", _row_id',
+        ["ApplicationExitEvent", DEMO_CUSTOMER_KEYS[0], "2019-11-25 00:00:00", "2019-11-26 00:00:00"],
+    )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exports.schema import Column
-from exports.writers.csv_gzip import PartFile
+from exports.writers.parts import PartFile
 
 MANIFEST_VERSION = 1
 
@@ -28,14 +28,16 @@ def manifest_build(
     parts: Sequence[PartFile],
     query: object,
     fingerprint: str,
+    output: dict[str, str] | None = None,
     schema: list[dict[str, Any]],
     created_at: datetime,
     guid: str,
 ) -> dict[str, Any]:
     """The manifest as a JSON-able dict; keys are inserted in a fixed order, which manifest_bytes keeps.
 
-    `query` must be JSON-able (the normalised request body). `created_at` must be timezone-aware; it is
-    written in UTC as `YYYY-MM-DDTHH:MM:SS.mmmZ`, like the CSV timestamps.
+    `query` must be JSON-able (the normalised request body); `output` is the export's output options.
+    `created_at` must be timezone-aware; it is written in UTC as `YYYY-MM-DDTHH:MM:SS.mmmZ`, like the CSV
+    timestamps.
     """
     return {
         "version": MANIFEST_VERSION,
@@ -43,6 +45,7 @@ def manifest_build(
         "created_at": _utc_iso(created_at),
         "fingerprint": fingerprint,
         "query": query,
+        "output": output or {},
         "schema": schema,
         "rows": sum(part.rows for part in parts),
         "bytes": sum(part.bytes for part in parts),

@@ -60,13 +60,14 @@ def test_file_names_follow_the_original_service():
 
 
 def test_manifest_lists_every_part_with_the_query_and_schema():
-    manifest = build()
+    manifest = build(output={"format": "csv", "compression": "gzip", "dialect": "rfc4180", "header": "names"})
     assert manifest == {
         "version": 1,
         "guid": GUID,
         "created_at": "2020-01-16T17:02:22.011Z",
         "fingerprint": "f" * 64,
         "query": QUERY,
+        "output": {"format": "csv", "compression": "gzip", "dialect": "rfc4180", "header": "names"},
         "schema": [
             {"name": "EventName", "type": "STRING"},
             {"name": "From", "type": "STRING"},

@@ -57,7 +57,9 @@ def test_the_live_view_needs_staff(client):
     assert client.get("/admin/queries/queryrequest/live/").status_code == 302
 
 
-def test_detail_shows_the_export_and_serves_its_files(admin_client, customer_factory, completed_query_factory):
+def test_detail_shows_the_export_and_serves_its_files(
+    admin_client, customer_factory, completed_query_factory
+):
     query = completed_query_factory(customer_factory("acme"))
     page = admin_client.get(f"/admin/queries/queryrequest/{query.pk}/change/").content.decode()
     assert "&quot;download_link&quot;" in page and "&quot;downloadable&quot;: true" in page

@@ -464,3 +464,52 @@ def test_a_run_that_lost_its_lease_leaves_the_query_to_its_new_attempt(
     query.refresh_from_db()
     assert (query.status, query.attempts, query.messages) == (QueryStatus.PENDING, 2, [])
     assert not list(local_exports.rglob("*.gz"))
+
+
+@pytest.mark.parametrize(
+    ("output", "extension"),
+    [
+        ({"format": "parquet"}, "parquet"),
+        ({"format": "ndjson", "compression": "none"}, "ndjson"),
+        ({"format": "xlsx", "header": "display"}, "xlsx"),
+        ({"format": "csv", "compression": "none", "dialect": "excel"}, "csv"),
+    ],
+)
+def test_the_chosen_output_is_what_the_parts_hold(
+    customer_factory, warehouse, local_exports, enqueue_nothing, output, extension
+):
+    query = _submit(customer_factory("acme"), {**BODY, "output": output})
+    runner.query_run(query_id=query.pk)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.COMPLETED, query.messages
+    paths = [local_exports / entry["path"] for entry in query.files]
+    assert all(path.name.split("__")[1].partition(".")[2] == extension for path in paths)
+    expected = _expected_rows(warehouse, "acme")
+    if extension == "parquet":
+        import pyarrow.parquet as pq
+
+        rows = [row for path in paths for row in pq.read_table(path).to_pylist()]
+        assert [(r["SessionId"], r["Ani"]) for r in rows] == [(s, a) for s, a, _ in expected]
+    elif extension == "ndjson":
+        rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+        assert list(rows[0]) == ["SessionId", "Ani", "Duration"]
+        assert [(r["SessionId"], r["Ani"]) for r in rows] == [(s, a) for s, a, _ in expected]
+    elif extension == "xlsx":
+        import openpyxl
+
+        sheet_rows = []
+        for path in paths:
+            rows_of_part = list(
+                openpyxl.load_workbook(path, read_only=True).active.iter_rows(values_only=True)
+            )
+            fields = catalog().events["CallEvent"].fields
+            assert rows_of_part[0] == tuple(
+                fields[name].display_name for name in ("SessionId", "Ani", "Duration")
+            )
+            sheet_rows += rows_of_part[1:]
+        assert [(r[0], r[1]) for r in sheet_rows] == [(s, a) for s, a, _ in expected]
+    else:
+        text = b"".join(path.read_bytes() for path in paths[:1])
+        assert text.startswith(b"\xef\xbb\xbfSessionId,Ani,Duration\r\n")  # excel: BOM and CRLF
+    manifest = json.loads((local_exports / query.manifest_path).read_text())
+    assert manifest["output"] == query.output
