@@ -39,6 +39,15 @@ from queries.services import query_cancel, query_create
 
 logger = logging.getLogger(__name__)
 
+# What a part can be, by the export's output format (exports.writers.formats.OutputFormat.content_type).
+PART_MEDIA_TYPES = (
+    "application/gzip",
+    "text/csv",
+    "application/x-ndjson",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.apache.parquet",
+)
+
 CHUNK = 256 * 1024
 
 
@@ -244,10 +253,14 @@ class QueryDownloadApi(QueryApiBase):
         ],
         responses=doc.secured(
             {
-                (200, "application/gzip"): OpenApiResponse(
-                    OpenApiTypes.BINARY, "The whole part (gzipped CSV)."
-                ),
-                (206, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, "The requested byte range."),
+                **{
+                    (code, media_type): OpenApiResponse(OpenApiTypes.BINARY, description)
+                    for media_type in PART_MEDIA_TYPES
+                    for code, description in (
+                        (200, "The whole part, in the export's output format (gzipped CSV by default)."),
+                        (206, "The requested byte range."),
+                    )
+                },
                 303: OpenApiResponse(description="The result is on S3: fetch it from Location (presigned)."),
                 404: OpenApiResponse(doc.DownloadNotFound, "An unknown guid, or no such part."),
                 409: doc.error("The query has no result to download (not Completed)."),

@@ -145,3 +145,23 @@ def test_head_of_a_pending_query_has_get_s_headers_and_no_body(customer_factory)
     assert (head.status_code, head.content) == (200, b"")
     assert head["Content-Type"] == "application/json" and int(head["Content-Length"]) == len(get.content)
     assert head["X-Query-Status"] == "Pending"
+
+
+@pytest.mark.parametrize("status", QueryStatus.values)
+def test_the_polling_fast_path_writes_what_the_declared_fields_do(customer_factory, status):
+    """QueryStateSerializer writes its body directly (polling is hot); the fields, which the schema comes from,
+    must say the same thing."""
+    from queries.serializers import QueryStateSerializer
+
+    query = QueryRequest.objects.create(
+        customer=customer_factory("acme"),
+        body="{}",
+        fingerprint="f" * 64,
+        status=status,
+        messages=["why"],
+        progress_rows=7,
+        progress_bytes=70,
+        started_at=timezone.now() if status != QueryStatus.PENDING else None,
+    )
+    serializer = QueryStateSerializer(query)
+    assert serializer.data == serializer.fields_representation(query)
