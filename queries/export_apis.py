@@ -37,7 +37,19 @@ DEFAULT_LIMIT, MAX_LIMIT = 50, 500
 
 
 class BadListParameter(DomainError):
-    """A list parameter the API cannot read (400)."""
+    """A query-string parameter the API cannot read (400)."""
+
+
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _redirect_wanted(params: Any) -> bool:
+    if "redirect" not in params:
+        return False
+    wanted = _BOOLEANS.get(params["redirect"].lower())
+    if wanted is None:
+        raise BadListParameter("redirect must be true or false.")
+    return wanted
 
 
 class ExportCollectionApi(QueryApiBase):
@@ -93,6 +105,7 @@ class ExportDetailApi(QueryApiBase):
                     OpenApiTypes.BINARY, "Every part and the manifest."
                 ),
                 303: OpenApiResponse(description="The one part's download (Location)."),
+                400: doc.error("redirect is neither true nor false."),
                 404: doc.NOT_FOUND,
                 409: doc.error("redirect=true, and the query has no result (not Completed)."),
                 410: doc.error("redirect=true, and the result's files were deleted."),
@@ -101,7 +114,7 @@ class ExportDetailApi(QueryApiBase):
     )
     def get(self, request: Request, guid: str) -> HttpResponse | StreamingHttpResponse | Response:
         query = query_get(customer=self.customer(request), guid=guid)
-        if request.query_params.get("redirect", "").lower() in ("true", "1", "yes"):
+        if _redirect_wanted(request.query_params):
             return _result(request, query)
         return Response(ExportSerializer(query, context={"request": request}).data)
 
@@ -159,7 +172,7 @@ def _closing(chunks: Any, storage: Storage) -> Any:
 
 def _list_parameters(request: Request) -> tuple[ExportFilters, int]:
     params = request.query_params
-    wanted = params.get("status") or None
+    wanted = params.get("status")
     if wanted is not None and wanted not in QueryStatus.values:
         raise BadListParameter(f"status must be one of {', '.join(QueryStatus.values)}.")
     limit_text = params.get("limit", str(DEFAULT_LIMIT))
@@ -179,7 +192,7 @@ def _list_parameters(request: Request) -> tuple[ExportFilters, int]:
 
 def _instant(params: Any, name: str) -> datetime | None:
     text = params.get(name)
-    if not text:
+    if text is None:
         return None
     instant = instant_parse(text)
     if instant is None:
@@ -193,7 +206,7 @@ def _cursor_encode(query: QueryRequest) -> str:
 
 
 def _cursor_decode(cursor: str | None) -> tuple[datetime, int] | None:
-    if not cursor:
+    if cursor is None:
         return None
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()

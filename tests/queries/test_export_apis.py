@@ -118,11 +118,23 @@ def test_the_list_is_the_callers_newest_first_in_pages(customer_factory, complet
         "since=yesterday",
         "cursor=%%%",
         "cursor=bm9wZQ",
+        "until=",
+        "status=",
+        "cursor=",
     ],
 )
 def test_unreadable_list_parameters_are_400s(customer_factory, query_string):
     response = _client(customer_factory("acme")).get(f"/_rest/v4/dwh/exports?{query_string}")
     assert response.status_code == 400 and response.json()["code"] == 400
+
+
+@pytest.mark.parametrize("value", ["null", "", "yes"])
+def test_redirect_is_true_or_false(customer_factory, completed_query_factory, value):
+    acme = customer_factory("acme")
+    guid = completed_query_factory(acme).guid
+    response = _client(acme).get(f"/_rest/v4/dwh/exports/{guid}?redirect={value}")
+    assert response.status_code == 400 and "redirect must be true or false" in response.json()["message"]
+    assert _client(acme).get(f"/_rest/v4/dwh/exports/{guid}?redirect=false").status_code == 200
 
 
 def test_another_customers_export_is_the_documented_404(customer_factory, completed_query_factory):
