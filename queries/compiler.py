@@ -25,14 +25,19 @@ reads once, within the worker's memory limit (a sorted UNION ALL ran out of it a
 The customer predicate is in the main WHERE and in the scope CTE: nothing reads another customer's rows, and
 a SessionId shared by two customers never correlates across them. `_row_id` breaks TimeStamp ties so every
 engine returns the same order.
+
+Summaries (exports.summary): `summary=True` appends six hidden `_summary_*` columns after the output columns,
+for the export to count as it writes; `query_compile_summary_base` selects only those, over the same rows and
+unsorted, for the warehouse to aggregate (queries.summary_sql). Without `summary` nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement, Unordered
-from exports.schema import quote_identifier
+from exports.schema import Column, quote_identifier
+from exports.summary import SUMMARY_COLUMNS
 from queries.catalog import Field
 from queries.spec import Condition, Op, Query, Scalar, Scope, Window
 
@@ -40,6 +45,17 @@ CUSTOMER_FIELD = "CustomerId"
 EVENT_FIELD = "EventName"
 TIME_FIELD = "TimeStamp"
 SCOPE_CTE = "scope_sessions"
+
+# What each hidden summary column reads (exports.summary.SUMMARY_COLUMNS): a field, and the one event whose
+# rows it counts in (None: every row). A call's figures must not pick up a value another event's row holds.
+SUMMARY_SOURCES: dict[str, tuple[str, str | None]] = {
+    "_summary_event": (EVENT_FIELD, None),
+    "_summary_session": ("SessionId", None),
+    "_summary_originator": ("OriginatorId", None),
+    "_summary_timestamp": (TIME_FIELD, None),
+    "_summary_duration": ("Duration", "CallEvent"),
+    "_summary_disconnect": ("DisconnectReason", "CallEvent"),
+}
 
 _COMPARISONS = {Op.EQ: "=", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 
@@ -61,32 +77,24 @@ class _Binder:
         return ", ".join(self.bind(v) for v in values)
 
 
-def query_compile(query_spec: Query, *, customer_id: str, dialect: Dialect) -> Statement:
-    """The SQL for `query_spec` as `customer_id` may see it, in `dialect`; output columns are `query_spec.columns`."""
-    if not isinstance(customer_id, str) or not customer_id:
-        raise ValueError("a query compiles only for a customer: customer_id must be a non-empty string")
-    if not query_spec.events:
-        raise ValueError("a query needs at least one event")
+def query_compile(
+    query_spec: Query, *, customer_id: str, dialect: Dialect, summary: bool = False
+) -> Statement:
+    """The SQL for `query_spec` as `customer_id` may see it, in `dialect`; output columns are `query_spec.columns`.
+
+    `summary`: the hidden `exports.summary.SUMMARY_COLUMNS` follow the output columns (in the unordered form
+    too, before its sort keys), for the export's SummaryCollector; the SQL is otherwise the same.
+    """
     binder = _Binder(dialect)  # parameters in text order: the scope CTE, the select list, the WHERE
-    prefix = ""
-    if query_spec.scope is not None:
-        sessions = _scope_sql(query_spec.scope, query_spec.window, customer_id, binder)
-        prefix = f"WITH {quote_identifier(SCOPE_CTE)} AS ({sessions}) "
-    select_from = len(binder.params)
-    columns = ", ".join(_column_sql(field, query_spec, binder) for field in query_spec.columns)
-    select_to = len(binder.params)
-    where = [
-        f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
-        *_window_sql(query_spec.window, binder),
-        _alternatives_sql(((e.event.name, e.conditions) for e in query_spec.events), binder),
-    ]
-    if query_spec.scope is not None:
-        key = quote_identifier(query_spec.scope.key.name)
-        where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
+
+    def select(binder: _Binder) -> str:
+        columns = [_column_sql(field, query_spec, binder) for field in query_spec.columns]
+        return ", ".join([*columns, _summary_sql(binder)] if summary else columns)
+
+    prefix, columns, source, (select_from, select_to) = _select_parts(query_spec, customer_id, binder, select)
     table = quote_identifier(EVENTS_TABLE)
     # Qualified: a bare name would sort by an output column of that name, which may be a CASE (see above).
     sort_keys = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
-    source = f"FROM {table} WHERE {' AND '.join(where)}"
     params = tuple(binder.params)
     unordered = None
     if (
@@ -100,10 +108,67 @@ def query_compile(query_spec: Query, *, customer_id: str, dialect: Dialect) -> S
     return Statement(
         sql=f"{prefix}SELECT {columns} {source} ORDER BY {sort_keys}",
         params=params,
-        columns=tuple(field.column for field in query_spec.columns),
+        columns=tuple(field.column for field in query_spec.columns) + (_summary_columns() if summary else ()),
         dialect=dialect.name,
         unordered=unordered,
     )
+
+
+def query_compile_summary_base(query_spec: Query, *, customer_id: str, dialect: Dialect) -> Statement:
+    """Only the hidden summary columns of exactly the rows `query_compile` returns, unsorted: what the
+    warehouse aggregates for a summary (queries.summary_sql). The SQL may start with the scope CTE."""
+    binder = _Binder(dialect)
+    prefix, columns, source, _ = _select_parts(query_spec, customer_id, binder, _summary_sql)
+    return Statement(
+        sql=f"{prefix}SELECT {columns} {source}",
+        params=tuple(binder.params),
+        columns=_summary_columns(),
+        dialect=dialect.name,
+    )
+
+
+def _select_parts(
+    query_spec: Query, customer_id: str, binder: _Binder, select: Callable[[_Binder], str]
+) -> tuple[str, str, str, tuple[int, int]]:
+    """The scope CTE (with a trailing space, or ""), the select list `select` writes, `FROM ... WHERE ...`
+    and the span of the select list's parameters, bound in text order."""
+    if not isinstance(customer_id, str) or not customer_id:
+        raise ValueError("a query compiles only for a customer: customer_id must be a non-empty string")
+    if not query_spec.events:
+        raise ValueError("a query needs at least one event")
+    prefix = ""
+    if query_spec.scope is not None:
+        sessions = _scope_sql(query_spec.scope, query_spec.window, customer_id, binder)
+        prefix = f"WITH {quote_identifier(SCOPE_CTE)} AS ({sessions}) "
+    select_from = len(binder.params)
+    columns = select(binder)
+    select_to = len(binder.params)
+    where = [
+        f"{quote_identifier(CUSTOMER_FIELD)} = {binder.bind(customer_id)}",
+        *_window_sql(query_spec.window, binder),
+        _alternatives_sql(((e.event.name, e.conditions) for e in query_spec.events), binder),
+    ]
+    if query_spec.scope is not None:
+        key = quote_identifier(query_spec.scope.key.name)
+        where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
+    source = f"FROM {quote_identifier(EVENTS_TABLE)} WHERE {' AND '.join(where)}"
+    return prefix, columns, source, (select_from, select_to)
+
+
+def _summary_sql(binder: _Binder) -> str:
+    """The hidden summary columns, in SUMMARY_COLUMNS order: a field, or a CASE keeping it to one event."""
+    items = []
+    for name, _ in SUMMARY_COLUMNS:
+        field, event = SUMMARY_SOURCES[name]
+        column = quote_identifier(field)
+        if event is not None:
+            column = f"CASE WHEN {quote_identifier(EVENT_FIELD)} = {binder.bind(event)} THEN {column} END"
+        items.append(f"{column} AS {quote_identifier(name)}")
+    return ", ".join(items)
+
+
+def _summary_columns() -> tuple[Column, ...]:
+    return tuple(Column(name, column_type) for name, column_type in SUMMARY_COLUMNS)
 
 
 def _column_sql(field: Field, query_spec: Query, binder: _Binder) -> str:

@@ -7,8 +7,10 @@ session scope, NULL handling, output columns and order (TimeStamp, then load ord
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +21,11 @@ from exports.engines.base import EVENTS_TABLE, ROW_ID, WarehouseEngine
 from exports.engines.duckdb import MEMORY, DuckDBEngine
 from exports.engines.postgres import PostgresEngine
 from exports.schema import arrow_schema
+from exports.summary import SUMMARY_COLUMNS, SummaryCollector
 from queries.catalog import catalog
 from queries.compiler import query_compile
 from queries.spec import Condition, Op, Query, Window
+from queries.summary_sql import summary_from_results, summary_statements
 
 Row = dict[str, Any]
 
@@ -174,3 +178,86 @@ class Warehouses:
     def close(self) -> None:
         self.duckdb.close()
         self.postgres.close()
+
+
+def engine_export_summary(
+    engine: WarehouseEngine, query: Query, *, customer_id: str, sizes: Sequence[int]
+) -> tuple[Result, dict[str, Any]]:
+    """What an export with a summary shows (its visible columns) and the summary its SummaryCollector makes of
+    the engine's batches, cut again at `sizes` (cycled) to vary where batches end."""
+    statement = query_compile(query, customer_id=customer_id, dialect=engine.dialect, summary=True)
+    schema = arrow_schema(statement.columns)
+    table = pa.Table.from_batches(list(engine.execute(statement, batch_rows=7)), schema=schema)
+    shown = len(query.columns)
+    assert schema.names[shown:] == [name for name, _ in SUMMARY_COLUMNS]  # hidden ones last, nothing else
+    collector, start, turn = SummaryCollector(), 0, 0
+    while start < table.num_rows:
+        size = sizes[turn % len(sizes)]
+        collector.add(table.slice(start, size).combine_chunks().to_batches()[0])
+        start, turn = start + size, turn + 1
+    rows = [tuple(row.values()) for row in table.select(list(range(shown))).to_pylist()]
+    return Result(tuple(schema.names[:shown]), rows), collector.result()
+
+
+def engine_warehouse_summary(engine: WarehouseEngine, query: Query, *, customer_id: str) -> dict[str, Any]:
+    """The summary the warehouse computes (the synchronous summary call's path)."""
+    results = []
+    for statement in summary_statements(query, customer_id=customer_id, dialect=engine.dialect):
+        batches = engine.execute(statement)
+        results.append([tuple(row.values()) for batch in batches for row in batch.to_pylist()])
+    return summary_from_results(results)
+
+
+# -- the summary (giosg's sidedata) ----------------------------------------------------------------------
+
+_SUMMARY_FIELDS = ("EventName", "SessionId", "OriginatorId", "TimeStamp", "Duration", "DisconnectReason")
+
+
+def reference_summary(query: Query, rows: Iterable[Row], *, customer_id: str) -> dict[str, Any]:
+    """The summary of the rows `reference_evaluate` selects, in plain Python from the contract's wording: exact
+    counts, UTC hours and ISO weekdays, timestamps floored to the millisecond, call figures over CallEvent rows
+    only, the top 20 disconnect reasons by count then code point."""
+    # The same selection with the summary's fields as every event's output: what a query selects does not
+    # depend on the fields it asks for.
+    fields = tuple(catalog().field(name) for name in _SUMMARY_FIELDS)
+    wide = replace(query, events=tuple(replace(e, fields=fields) for e in query.events), columns=fields)
+    selected = [
+        dict(zip(_SUMMARY_FIELDS, values, strict=True))
+        for values in reference_evaluate(wide, rows, customer_id=customer_id).rows
+    ]
+    calls = [row for row in selected if row["EventName"] == "CallEvent"]
+    durations = [row["Duration"] for row in calls if row["Duration"] is not None]
+    reasons = Counter(row["DisconnectReason"] for row in calls if row["DisconnectReason"] is not None)
+    times = [row["TimeStamp"] for row in selected]
+    hours = Counter(t.hour for t in times)
+    days = Counter(t.isoweekday() for t in times)
+
+    def text(moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+    return {
+        "rows": len(selected),
+        "rows_per_event": dict(sorted(Counter(row["EventName"] for row in selected).items())),
+        "unique_sessions_count": len({row["SessionId"] for row in selected} - {None}),
+        "unique_originators_count": len({row["OriginatorId"] for row in selected} - {None}),
+        "approximate": False,
+        "first_timestamp": text(min(times, default=None)),
+        "last_timestamp": text(max(times, default=None)),
+        "timeframe_stat": {
+            "hour_in_day": [[hours[hour], hour] for hour in range(24)],
+            "day_in_week": [[days[day], day] for day in range(1, 8)],
+        },
+        "call_duration": {
+            "count": len(durations),
+            "sum": math.fsum(durations),
+            "min": min(durations, default=None),
+            "max": max(durations, default=None),
+            "mean": math.fsum(durations) / len(durations) if durations else None,
+        },
+        "disconnect_reason": [
+            {"value": value, "count": count}
+            for value, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:20]
+        ],
+    }
