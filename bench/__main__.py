@@ -11,7 +11,7 @@ import django
 
 django.setup()
 
-from bench import bundle, export, formats, latency, polling, pruning, upload_s3, upload_sftp  # noqa: E402
+from bench import bundle, export, formats, latency, polling, preview, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench import compile as compile_bench  # noqa: E402
 from bench.report import Report  # noqa: E402
 
@@ -19,6 +19,7 @@ SECTIONS = {
     "export": export.run,
     "formats": formats.run,
     "bundle": bundle.run,
+    "preview": preview.run,
     "polling": polling.run,
     "latency": latency.run,
     "compile": compile_bench.run,

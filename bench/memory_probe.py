@@ -67,8 +67,12 @@ def probe_run(
     from queries.compiler import query_compile
     from queries.validation import query_validate
 
+    # The worker's statement carries the hidden summary columns, as a submitted query's plan does.
     statement = query_compile(
-        query_validate(body, max_window=BENCH_MAX_WINDOW), customer_id=customer, dialect=DuckDBEngine.dialect
+        query_validate(body, max_window=BENCH_MAX_WINDOW),
+        customer_id=customer,
+        dialect=DuckDBEngine.dialect,
+        summary=mode == "worker",
     )
     spill = out / "duckdb-tmp"
     baseline = rss_mb("VmRSS")
@@ -95,6 +99,7 @@ def _worker_path(
     from exports.pipeline import ExportOptions, StagedExport
     from exports.results import ResultNames
     from exports.storage.local import LocalStorage
+    from exports.summary import ExportSummary
     from exports.writers import manifest_build, manifest_bytes, manifest_schema
 
     names = ResultNames(prefix="reports/bench", guid="0" * 32, epoch_ms=int(time.time() * 1000))
@@ -115,17 +120,19 @@ def _worker_path(
         export = StagedExport(
             publication, names=names, directory=workdir, options=options, control=_Unattended(), label="bench"
         )
+        summary = ExportSummary(statement)
         try:
-            parts = export.write(engine.execute(statement), statement.columns)
+            parts = export.write(summary.batches(engine), summary.columns)
         finally:
             engine.close()
         manifest = manifest_build(
             parts=parts,
             query={},
             fingerprint="",
-            schema=manifest_schema(statement.columns),
+            schema=manifest_schema(summary.columns),
             created_at=datetime.now(UTC),
             guid=names.guid,
+            summary=summary.figures,
         )
         export.commit(manifest_bytes(manifest), commit_check=lambda: True)
     return sum(p.rows for p in parts), sum(p.bytes for p in parts), sum(p.compressed_bytes for p in parts)

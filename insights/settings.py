@@ -136,6 +136,11 @@ REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 30, minimum=1)
 # enqueued again.
 QUERY_REQUEUE_AFTER_SECONDS = env_int("QUERY_REQUEUE_AFTER_SECONDS", 300, minimum=1)
 
+# Preview and summary (POST /dwh/Q/preview, POST /dwh/summary): answered at once, so bounded. A longer one
+# is stopped (422: submit it as a query); a customer may ask this many a minute (then 429).
+PREVIEW_TIME_LIMIT_SECONDS = env_int("PREVIEW_TIME_LIMIT_SECONDS", 10, minimum=1)
+PREVIEW_PER_MINUTE = env_int("PREVIEW_PER_MINUTE", 60, minimum=1)
+
 # Exports.
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
 # Finished parts that may wait on local disk for their upload while the next one is written (at least 1).

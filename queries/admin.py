@@ -72,8 +72,9 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "row_count",
         "pretty_files",
         "manifest_path",
+        "pretty_summary",
     )
-    exclude = ("body", "plan", "files", "publication", "output")
+    exclude = ("body", "plan", "files", "publication", "output", "summary")
     fieldsets = (
         (None, {"fields": ("guid", "customer", "status", "messages")}),
         ("Export", {"fields": ("author", "description", "filename", "pretty_export")}),
@@ -95,7 +96,16 @@ class QueryRequestAdmin(admin.ModelAdmin):
         ),
         (
             "Result",
-            {"fields": ("progress_rows", "progress_bytes", "row_count", "pretty_files", "manifest_path")},
+            {
+                "fields": (
+                    "progress_rows",
+                    "progress_bytes",
+                    "row_count",
+                    "pretty_files",
+                    "manifest_path",
+                    "pretty_summary",
+                )
+            },
         ),
     )
 
@@ -174,6 +184,12 @@ class QueryRequestAdmin(admin.ModelAdmin):
     @admin.display(description="body")
     def pretty_body(self, obj: QueryRequest) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.body_json, indent=2, ensure_ascii=False))
+
+    @admin.display(description="summary")
+    def pretty_summary(self, obj: QueryRequest) -> str:
+        if not obj.summary:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.summary), indent=2, ensure_ascii=False))
 
     @admin.display(description="compiled SQL and parameters")
     def pretty_plan(self, obj: QueryRequest) -> str:

@@ -222,3 +222,164 @@ QUERY_EXAMPLES: list[OpenApiExample] = [
         request_only=True,
     ),
 ]
+
+
+class PreviewBody(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        query = QueryBody.openapi_schema(components)
+        properties = {
+            k: v for k, v in query["properties"].items() if k not in ("output", "description", "filename")
+        }
+        return {
+            "type": "object",
+            "description": "A query body, plus how many rows to show and whether to name fields for people.",
+            "properties": {
+                **properties,
+                "limit": {
+                    "oneOf": [
+                        {"type": "integer", "minimum": 1, "maximum": 10000},
+                        {
+                            "type": "string",
+                            # 1..10000 in at most five digits, leading zeros allowed.
+                            "pattern": "^(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|10000)$",
+                            "description": 'A whole number from 1 to 10000, as giosg sends it ("2").',
+                        },
+                    ],
+                    "default": 100,
+                },
+                "basic": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "true: the catalog's display names.",
+                },
+            },
+            "required": ["timestamp", "data"],
+            "additionalProperties": False,
+        }
+
+
+class PreviewResult(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "The fields in column order, and the rows as objects keyed by field name.",
+            "properties": {
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string"},
+                            "type": {
+                                "type": "string",
+                                "enum": ["datetime", "string", "integer", "float", "boolean"],
+                            },
+                            "tz": {"type": "string", "enum": ["UTC"], "description": "datetime fields only."},
+                        },
+                        "required": ["name", "type"],
+                    },
+                },
+                "data": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            },
+            "required": ["fields", "data"],
+        }
+
+
+class SummaryBody(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        query = QueryBody.openapi_schema(components)
+        properties = {
+            k: v for k, v in query["properties"].items() if k not in ("output", "description", "filename")
+        }
+        return {
+            "type": "object",
+            "description": "A window (`timestamp`) alone: every event of the customer in it; with `data`, "
+            "`filters` or `scope`: the rows that query would export.",
+            "properties": properties,
+            "required": ["timestamp"],
+            "additionalProperties": False,
+        }
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+_NULLABLE_NUMBER = {"type": "number", "nullable": True}
+_TIMESTAMP = {
+    "type": "string",
+    "format": "date-time",
+    "nullable": True,
+    "description": "YYYY-MM-DDTHH:MM:SS.mmmZ; null without rows.",
+}
+
+
+def _pairs(low: int, high: int, what: str) -> JsonSchema:
+    return {
+        "type": "array",
+        "description": f"[rows, {what}] for every {what} from {low} to {high}, in order.",
+        "minItems": high - low + 1,
+        "maxItems": high - low + 1,
+        "items": {"type": "array", "items": _COUNT, "minItems": 2, "maxItems": 2},
+    }
+
+
+class Summary(SchemaComponent):
+    @classmethod
+    def openapi_schema(cls, components: Components) -> JsonSchema:
+        return {
+            "type": "object",
+            "description": "Summary figures of a result's rows (UTC). Distinct counts are exact up to 1,000,000 "
+            "distinct values, then a HyperLogLog estimate: `approximate` says so.",
+            "properties": {
+                "rows": _COUNT,
+                "rows_per_event": {"type": "object", "additionalProperties": _COUNT},
+                "unique_sessions_count": {**_COUNT, "description": "Distinct non-null SessionId."},
+                "unique_originators_count": {**_COUNT, "description": "Distinct non-null OriginatorId."},
+                "approximate": {"type": "boolean"},
+                "first_timestamp": _TIMESTAMP,
+                "last_timestamp": _TIMESTAMP,
+                "timeframe_stat": {
+                    "type": "object",
+                    "properties": {
+                        "hour_in_day": _pairs(0, 23, "hour"),
+                        "day_in_week": _pairs(1, 7, "ISO weekday (Monday = 1)"),
+                    },
+                    "required": ["hour_in_day", "day_in_week"],
+                },
+                "call_duration": {
+                    "type": "object",
+                    "description": "Duration of CallEvent rows (non-null values; null figures without any).",
+                    "properties": {
+                        "count": _COUNT,
+                        "sum": _NULLABLE_NUMBER,
+                        "min": _NULLABLE_NUMBER,
+                        "max": _NULLABLE_NUMBER,
+                        "mean": _NULLABLE_NUMBER,
+                    },
+                    "required": ["count", "sum", "min", "max", "mean"],
+                },
+                "disconnect_reason": {
+                    "type": "array",
+                    "description": "The 20 most frequent DisconnectReason values of CallEvent rows (ties by value).",
+                    "maxItems": 20,
+                    "items": {
+                        "type": "object",
+                        "properties": {"value": {"type": "string"}, "count": _COUNT},
+                        "required": ["value", "count"],
+                    },
+                },
+            },
+            "required": [
+                "rows",
+                "rows_per_event",
+                "unique_sessions_count",
+                "unique_originators_count",
+                "approximate",
+                "first_timestamp",
+                "last_timestamp",
+                "timeframe_stat",
+                "call_duration",
+                "disconnect_reason",
+            ],
+        }

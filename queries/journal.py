@@ -22,11 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 def journal_build(
-    *, destination_id: int | None, files: list[dict[str, Any]], manifest_path: str
+    *, destination_id: int | None, files: list[dict[str, Any]], manifest_path: str, summary: str = ""
 ) -> dict[str, Any]:
     """The journal of a publication: its destination (None: local storage), its parts (path, size, rows,
-    bytes, sha256, in order) and its manifest key."""
-    return {"destination_id": destination_id, "files": files, "manifest_path": manifest_path}
+    bytes, sha256, in order), its manifest key and the result's summary (JSON text: a JSON column may reorder
+    an object's keys)."""
+    return {
+        "destination_id": destination_id,
+        "files": files,
+        "manifest_path": manifest_path,
+        "summary": summary,
+    }
 
 
 def journal_settle(journal: dict[str, Any]) -> bool:

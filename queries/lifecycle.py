@@ -107,8 +107,10 @@ def query_complete(
     rows: int,
     bytes_written: int,
     destination_id: int | None,
+    summary: str = "",
 ) -> bool:
-    """Record the published result, if this attempt still holds the lease (the fencing check)."""
+    """Record the published result and its summary (JSON text), if this attempt still holds the lease (the
+    fencing check)."""
     return _finish(
         claim,
         status=QueryStatus.COMPLETED,
@@ -119,6 +121,7 @@ def query_complete(
         progress_rows=rows,
         progress_bytes=bytes_written,
         destination_id=destination_id,
+        summary=summary,
     )
 
 
@@ -269,6 +272,7 @@ def query_publication_settle(*, query: QueryRequest, now: datetime, published: b
             row_count=sum(f["rows"] for f in files),
             progress_rows=sum(f["rows"] for f in files),
             progress_bytes=sum(f["bytes"] for f in files),
+            summary=journal.get("summary", ""),
         )
     )
 

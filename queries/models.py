@@ -82,6 +82,12 @@ class QueryRequest(models.Model):
     )
     manifest_path = models.CharField(max_length=500, blank=True)
     row_count = models.BigIntegerField(null=True, blank=True)
+    summary = models.TextField(
+        blank=True,
+        default="",
+        help_text="The result's summary figures, JSON text in its documented key order, counted in the export's "
+        "pass; empty until Completed (and for queries completed before summaries were kept).",
+    )
     # The publication journal: what an attempt is about to place at its destination (destination, files,
     # manifest), written just before the first final name appears and cleared when the query ends. An
     # attempt that died mid-publish leaves it behind for the next one to finish or roll back (queries.journal).

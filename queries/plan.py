@@ -1,6 +1,7 @@
 """The run plan: everything a worker needs to run a query, decided once at POST and stored with it.
 
-A plan is the compiled `Statement` (SQL, typed parameters, output columns in order, the unordered variant),
+A plan is the compiled `Statement` (SQL, typed parameters, output columns in order and then the hidden summary
+columns (exports.summary; plans from before summaries have none), the unordered variant),
 its dialect and the normalised query, written as JSON text made only of lists and scalars in order. A worker
 executes the plan as stored: it never validates or compiles the body again, so nothing it runs can depend on
 how a database keeps an object's keys (PostgreSQL's `jsonb` reorders them) or on a catalog that changed since.
@@ -18,6 +19,7 @@ from typing import Any
 
 from exports.engines.base import Statement, Unordered
 from exports.schema import Column, ColumnType
+from exports.summary import output_columns
 from queries.spec import Query
 
 PLAN_VERSION = 1
@@ -52,7 +54,7 @@ def plan_build(
         ],
         "query": query_spec.canonical(),
         "output": output or {},
-        "titles": titles or [c.name for c in statement.columns],
+        "titles": titles or [c.name for c in output_columns(statement.columns)],
     }
     return json.dumps(plan, ensure_ascii=True, separators=(",", ":"))
 
@@ -95,8 +97,8 @@ def plan_output(text: str) -> tuple[dict[str, str], list[str]]:
 
 
 def plan_columns(text: str) -> list[str]:
-    """The output column names of a stored plan, in order (for display)."""
-    return [column.name for column in plan_statement(text).columns]
+    """The output column names of a stored plan, in order (for display; not the hidden summary columns)."""
+    return [column.name for column in output_columns(plan_statement(text).columns)]
 
 
 def _param_encode(value: object) -> list[Any]:

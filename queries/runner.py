@@ -39,6 +39,7 @@ from exports.errors import (
 )
 from exports.pipeline import ExportOptions, StagedExport
 from exports.results import ResultNames
+from exports.summary import ExportSummary
 from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
 from exports.writers.formats import OutputFormat
 from insights.destinations import destination_default, destination_storage
@@ -188,15 +189,18 @@ def _run(claim: Claim, workdir: Path) -> None:
             # Looked up in the upload thread: each thread has its own connection (a bound method would be ours).
             on_upload_thread_exit=lambda: db.connection.close(),
         )
-        parts = _write(claim, export, engine, statement, control, output=output, titles=titles)
+        summary = ExportSummary(statement)
+        parts = _write(claim, export, engine, summary, control, output=output, titles=titles)
         if parts is None:
             return
         if sum(p.rows for p in parts) == 0:
             raise QueryFailed(EMPTY_RESULT)
         files = _publish(
-            claim, export, names, parts, statement, destination_id=getattr(destination, "pk", None)
+            claim, export, names, parts, summary, destination_id=getattr(destination, "pk", None)
         )
-        if files and not _complete(claim, files, names, destination_id=getattr(destination, "pk", None)):
+        if files and not _complete(
+            claim, files, names, summary, destination_id=getattr(destination, "pk", None)
+        ):
             storage.delete([entry["path"] for entry in files])
 
 
@@ -239,7 +243,7 @@ def _write(
     claim: Claim,
     export: StagedExport,
     engine: WarehouseEngine,
-    statement: Statement,
+    summary: ExportSummary,
     control: _RunControl,
     *,
     output: OutputFormat,
@@ -248,7 +252,7 @@ def _write(
     """The parts written and staged, or None when the run was stopped (the query is marked so)."""
     guid = claim.query.guid
     try:
-        return export.write(engine.execute(statement), statement.columns, output=output, header=titles)
+        return export.write(summary.batches(engine), summary.columns, output=output, header=titles)
     except (QueryCanceled, WriteCanceled, SoftTimeLimitExceeded):
         query_stopped(claim=claim, timed_out=control.out_of_time)
         return None
@@ -273,7 +277,7 @@ def _publish(
     export: StagedExport,
     names: ResultNames,
     parts: list[PartFile],
-    statement: Statement,
+    summary: ExportSummary,
     *,
     destination_id: int | None,
 ) -> list[dict[str, Any]]:
@@ -293,7 +297,10 @@ def _publish(
     # Journaled before the first final name appears: if this worker dies from here to `Completed`, the reaper
     # finds what it placed and finishes or removes it, and no other attempt runs meanwhile.
     journal = journal_build(
-        destination_id=destination_id, files=files, manifest_path=names.key(names.manifest)
+        destination_id=destination_id,
+        files=files,
+        manifest_path=names.key(names.manifest),
+        summary=summary.text(),
     )
     if not query_publication_record(claim=claim, journal=journal):
         # A cancel that arrived after the last part (Canceled now, not when the lease runs out), or a lost lease.
@@ -305,9 +312,10 @@ def _publish(
         query=query.body_json,
         fingerprint=query.fingerprint,
         output=query.output,
-        schema=manifest_schema(statement.columns),
+        schema=manifest_schema(summary.columns),
         created_at=timezone.now(),
         guid=query.guid,
+        summary=summary.figures,
     )
     try:
         export.commit(manifest_bytes(manifest), commit_check=lambda: _holds(claim))
@@ -321,7 +329,12 @@ def _publish(
 
 
 def _complete(
-    claim: Claim, files: list[dict[str, Any]], names: ResultNames, *, destination_id: int | None
+    claim: Claim,
+    files: list[dict[str, Any]],
+    names: ResultNames,
+    summary: ExportSummary,
+    *,
+    destination_id: int | None,
 ) -> bool:
     """Record Completed; False when this attempt lost the query after placing its files (they must go)."""
     if query_complete(
@@ -331,6 +344,7 @@ def _complete(
         rows=sum(f["rows"] for f in files),
         bytes_written=sum(f["bytes"] for f in files),
         destination_id=destination_id,
+        summary=summary.text(),
     ):
         return True
     # The worker stalled for a whole lease between the publish fence and `Completed`. If the reaper found

@@ -46,7 +46,8 @@ def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryReq
     """
     export, query_body = export_settings_split(body)
     query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
-    statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect())
+    # The hidden summary columns ride along: the export counts its summary in the same pass (exports.summary).
+    statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect(), summary=True)
     display = export.output.get("header") == "display"
     titles = [field.display_name if display else field.name for field in query_spec.columns]
     plan = plan_build(query_spec, statement, output=export.output, titles=titles)

@@ -29,6 +29,9 @@ DETAIL = "/_rest/v4/dwh/Q/{guid}"
 STATUS = "/_rest/v4/dwh/Q/{guid}/status"
 DOWNLOAD = "/_rest/v4/dwh/Q/{guid}/download"
 DOWNLOAD_PART = "/_rest/v4/dwh/Q/{guid}/download/{part}"
+PREVIEW = "/_rest/v4/dwh/Q/preview"
+QUERY_SUMMARY = "/_rest/v4/dwh/Q/{guid}/summary"
+SUMMARY = "/_rest/v4/dwh/summary"
 EXPORTS = "/_rest/v4/dwh/exports"
 EXPORT = "/_rest/v4/dwh/exports/{guid}"
 # Every operation of docs/DESIGN.md §3, with every status it can answer.
@@ -42,8 +45,11 @@ OPERATIONS = {
     (DETAIL, "delete"): {"202", "401", "404", "409", "429"},
     (DOWNLOAD, "get"): {"200", "206", "303", "401", "404", "409", "410", "416", "429", "503"},
     (DOWNLOAD_PART, "get"): {"200", "206", "303", "401", "404", "409", "410", "416", "429", "503"},
+    (PREVIEW, "post"): {"200", "400", "401", "413", "415", "422", "429", "503"},
+    (QUERY_SUMMARY, "get"): {"200", "401", "404", "409", "429"},
+    (SUMMARY, "post"): {"200", "400", "401", "413", "415", "422", "429", "503"},
     (EXPORTS, "get"): {"200", "400", "401", "429"},
-    (EXPORT, "get"): {"200", "303", "401", "404", "409", "410", "429"},
+    (EXPORT, "get"): {"200", "303", "400", "401", "404", "409", "410", "429"},
     (EXPORT, "delete"): {"200", "202", "401", "404", "429", "503"},
 }
 GUID_OPERATIONS = [key for key in OPERATIONS if "{guid}" in key[0]]

@@ -526,3 +526,42 @@ def _flow_ids(service: Service) -> list[tuple]:
         'AND "TimeStamp" <= ? ORDER BY "TimeStamp", _row_id',
         ["ApplicationExitEvent", DEMO_CUSTOMER_KEYS[0], "2019-11-25 00:00:00", "2019-11-26 00:00:00"],
     )
+
+
+CALLS = {
+    "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lt": "2019-11-26T00:00:00Z"},
+    "data": {"CallEvent": {"fields": ["SessionId", "DisconnectReason", "Duration"]}},
+    "filters": {"CallEvent": {"Duration": {"$gte": 5}}},
+}
+
+
+def test_preview_and_summaries_agree_with_the_export(
+    service: Service, acme: str, globex: str, worker: None
+) -> None:
+    guid = _submit(service, acme, CALLS)
+    assert service.wait_terminal(guid, acme)["status"] == "Completed"
+    lines = [line.split(",") for line in service.download_rows(guid, acme)]
+    preview = service.request("POST", "/_rest/v4/dwh/Q/preview", key=acme, body={**CALLS, "limit": "5"})
+    assert preview.status == 200, preview.body
+    fields = preview.json()["fields"]
+    assert [(f["name"], f["type"]) for f in fields] == [
+        ("SessionId", "string"),
+        ("DisconnectReason", "string"),
+        ("Duration", "float"),
+    ]
+    assert lines[0] == [f["name"] for f in fields]
+    assert [[row["SessionId"], row["DisconnectReason"]] for row in preview.json()["data"]] == [
+        line[:2] for line in lines[1:6]
+    ]
+    counted = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/summary", key=acme)
+    computed = service.request("POST", "/_rest/v4/dwh/summary", key=acme, body=CALLS)
+    assert counted.status == computed.status == 200, (counted.body, computed.body)
+    summary, warehouse = counted.json(), computed.json()
+    assert summary["rows"] == len(lines) - 1 == warehouse["rows"]
+    assert summary["call_duration"]["sum"] == pytest.approx(warehouse["call_duration"]["sum"], rel=1e-12)
+    for figures in (summary, warehouse):
+        figures["call_duration"].pop("sum"), figures["call_duration"].pop("mean")
+    assert summary == warehouse
+    assert summary["unique_sessions_count"] == len({line[0] for line in lines[1:]})
+    theirs = service.request("GET", f"/_rest/v4/dwh/Q/{guid}/summary", key=globex)
+    assert theirs.status == 404 and isinstance(theirs.json(), list)

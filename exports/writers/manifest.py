@@ -32,10 +32,12 @@ def manifest_build(
     schema: list[dict[str, Any]],
     created_at: datetime,
     guid: str,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest as a JSON-able dict; keys are inserted in a fixed order, which manifest_bytes keeps.
 
-    `query` must be JSON-able (the normalised request body); `output` is the export's output options.
+    `query` must be JSON-able (the normalised request body); `output` is the export's output options;
+    `summary` the result's summary figures (exports.summary), or None when they were not counted.
     `created_at` must be timezone-aware; it is written in UTC as `YYYY-MM-DDTHH:MM:SS.mmmZ`, like the CSV
     timestamps.
     """
@@ -59,6 +61,7 @@ def manifest_build(
             }
             for part in parts
         ],
+        **({} if summary is None else {"summary": summary}),
     }
 
 

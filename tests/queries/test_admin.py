@@ -32,6 +32,14 @@ def test_detail_shows_body_sql_and_timings(admin_client, customer_factory):
         assert text in page, text
 
 
+def test_detail_shows_the_summary(admin_client, customer_factory):
+    query = _query(
+        customer_factory("acme"), status=QueryStatus.COMPLETED, summary='{"rows":3,"approximate":false}'
+    )
+    page = admin_client.get(f"/admin/queries/queryrequest/{query.pk}/change/").content.decode()
+    assert "&quot;rows&quot;: 3" in page and "Summary" in page
+
+
 def test_live_view_groups_pending_queries_by_customer(admin_client, customer_factory):
     acme = customer_factory("acme", max_concurrent_queries=2)
     running = _query(acme, attempts=1)
