@@ -22,6 +22,22 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture()
+def demo_warehouse(settings, tmp_path):
+    """A DuckDB warehouse of demo sessions (customers acme and globex), made the service's warehouse."""
+    from exports.engines import engine_from_url
+    from queries.catalog import catalog
+    from queries.ingest import demo_table
+
+    path = tmp_path / "warehouse.duckdb"
+    engine = engine_from_url(f"duckdb:///{path}", read_only=False)
+    engine.ensure_schema(catalog().warehouse_columns())
+    engine.load(demo_table(customers=["acme", "globex"], sessions=600, seed=5))
+    engine.close()
+    settings.WAREHOUSE_URL = f"duckdb:///{path}"
+    return path
+
+
 @pytest.fixture(scope="session")
 def redis() -> Iterator[RedisServer]:
     """A throwaway Redis server on a free port."""

@@ -10,8 +10,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from insights.services import api_key_create
 from queries.models import QueryRequest, QueryStatus
+from tests.queries.clients import api_client as _client
 
 pytestmark = pytest.mark.django_db
 
@@ -22,13 +22,6 @@ QUERY = {
 NOT_FOUND = [
     {"message": "could not get QueryRequest object: QueryRequest matching query does not exist.", "code": 404}
 ]
-
-
-def _client(customer) -> APIClient:
-    _, key = api_key_create(customer=customer, name="test")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def _post(client: APIClient, body: object):

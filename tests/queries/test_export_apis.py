@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from insights.services import api_key_create
 from queries.models import QueryRequest, QueryStatus
+from tests.queries.clients import api_client
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +28,7 @@ NOT_FOUND = [
 
 
 def _client(customer, name: str = "reporting") -> APIClient:
-    _, key = api_key_create(customer=customer, name=name)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
+    return api_client(customer, name)
 
 
 def _post(client: APIClient, body: object):

@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from exports.engines import engine_from_url
-from insights.services import api_key_create
 from queries.catalog import catalog
-from queries.ingest import demo_table
 from queries.preview import preview_statement, statement_rows
 from queries.validation import query_validate
+from tests.queries.clients import api_client as _client
 from tests.queries.test_engine_reference import CUSTOMERS, bodies, rows
 from tests.reference import Warehouses, reference_evaluate
 from tests.seed_requests import REQUEST_1, REQUEST_2
@@ -46,24 +45,6 @@ def test_a_preview_is_the_first_rows_of_the_result(
     for engine in (warehouses.duckdb, warehouses.postgres):
         statement = preview_statement(query, customer_id=customer_id, dialect=engine.dialect, limit=limit)
         assert statement_rows(engine, statement, limit=limit) == expected, engine.dialect.name
-
-
-@pytest.fixture()
-def demo_warehouse(settings, tmp_path):
-    path = tmp_path / "warehouse.duckdb"
-    engine = engine_from_url(f"duckdb:///{path}", read_only=False)
-    engine.ensure_schema(catalog().warehouse_columns())
-    engine.load(demo_table(customers=["acme", "globex"], sessions=600, seed=5))
-    engine.close()
-    settings.WAREHOUSE_URL = f"duckdb:///{path}"
-    return path
-
-
-def _client(customer) -> APIClient:
-    _, key = api_key_create(customer=customer, name="preview")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
 
 
 def _preview(client: APIClient, body: object):

@@ -17,7 +17,6 @@ from exports.storage.base import Publication
 from exports.storage.local import LocalStorage
 from queries import runner
 from queries.catalog import catalog
-from queries.ingest import demo_table
 from queries.lifecycle import CANCELED_BY_CUSTOMER
 from queries.models import QueryRequest, QueryStatus
 
@@ -31,15 +30,9 @@ BODY = {
 
 
 @pytest.fixture()
-def warehouse(settings, tmp_path, local_exports):
-    path = tmp_path / "warehouse.duckdb"
-    engine = engine_from_url(f"duckdb:///{path}", read_only=False)
-    engine.ensure_schema(catalog().warehouse_columns())
-    engine.load(demo_table(customers=["acme", "globex"], sessions=600, seed=5))
-    engine.close()
-    settings.WAREHOUSE_URL = f"duckdb:///{path}"
+def warehouse(demo_warehouse, settings, local_exports):
     settings.EXPORT_PART_BYTES = 4096
-    return path
+    return demo_warehouse
 
 
 @pytest.fixture()

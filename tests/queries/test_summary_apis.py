@@ -12,13 +12,11 @@ import duckdb
 import pytest
 from rest_framework.test import APIClient
 
-from exports.engines import engine_from_url
-from insights.services import api_key_create
 from queries import preview, runner
 from queries.catalog import catalog
 from queries.errors import QueryNotFound
-from queries.ingest import demo_table
 from queries.models import QueryRequest, QueryStatus
+from tests.queries.clients import api_client as _client
 
 # The runner's supervisor and upload threads use their own database connections: they must see the rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,22 +33,9 @@ CALLS = {
 
 
 @pytest.fixture()
-def warehouse(settings, tmp_path, local_exports):
-    path = tmp_path / "warehouse.duckdb"
-    engine = engine_from_url(f"duckdb:///{path}", read_only=False)
-    engine.ensure_schema(catalog().warehouse_columns())
-    engine.load(demo_table(customers=["acme", "globex"], sessions=400, seed=11))
-    engine.close()
-    settings.WAREHOUSE_URL = f"duckdb:///{path}"
+def warehouse(demo_warehouse, settings, local_exports):
     settings.EXPORT_PART_BYTES = 4096
-    return path
-
-
-def _client(customer) -> APIClient:
-    _, key = api_key_create(customer=customer, name="summary")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-    return client
+    return demo_warehouse
 
 
 def _post(client: APIClient, path: str, body: object):
