@@ -74,7 +74,9 @@ def recent_runs(*, hours: int = 24, now: datetime | None = None) -> RecentRuns:
     spans = recent.filter(
         status=QueryStatus.COMPLETED, started_at__isnull=False, finished_at__isnull=False
     ).values_list("started_at", "finished_at")
-    seconds = sorted((finished - started).total_seconds() for started, finished in spans)
+    seconds = sorted(
+        (finished - started).total_seconds() for started, finished in spans if started and finished
+    )
     return RecentRuns(
         hours=hours,
         by_status={status: counted.get(status, 0) for status in QueryStatus.values},
