@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
 from insights.models import Customer
-from insights.services import credential_resolve
+from insights.services import Credential, credential_resolve
 from insights.throttling import auth_failure_record, auth_failures_check
 
 if TYPE_CHECKING:  # DRF imports this module while rest_framework.views is still loading
@@ -51,7 +54,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             raw = parts[1].decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Malformed Authorization header.") from None
-        credential = credential_resolve(raw)
+        credential = RECENT.resolve(raw)
         if credential is None:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked credential.")
         return credential.principal, credential.customer
@@ -59,6 +62,47 @@ class BearerAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # A non-empty challenge makes DRF answer 401 rather than 403 when no credential was sent.
         return WWW_AUTHENTICATE
+
+
+class RecentCredentials:
+    """Credentials this process resolved in the last AUTH_CACHE_SECONDS (default 1 s; 0 turns it off).
+
+    A client polling a status endpoint presents the same credential many times a second; without this, its
+    lookup is half of each poll's database time. The price is bounded staleness: revoking a key or token,
+    deactivating a customer or user, or a token's expiry takes effect in every process within that lifetime.
+    Only valid credentials are kept (an unknown one is looked up every time and counted as a failure), keyed
+    by the credential itself, in this process's memory only; at most MAX_ENTRIES, then it starts over.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Credential]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, raw: str) -> Credential | None:
+        lifetime = float(settings.AUTH_CACHE_SECONDS)
+        now = self._clock()
+        entry = self._entries.get(raw)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        credential = credential_resolve(raw)
+        with self._lock:
+            if credential is None or lifetime <= 0:
+                self._entries.pop(raw, None)
+                return credential
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[raw] = (now + lifetime, credential)
+        return credential
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+RECENT = RecentCredentials()
 
 
 class IsCustomer(permissions.BasePermission):

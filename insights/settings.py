@@ -241,6 +241,8 @@ SPECTACULAR_SETTINGS = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 65_536, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 AUTH_FAILURES_PER_MINUTE = env_int("AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
+# How long a process reuses a credential it resolved: revocation takes effect within this (0: every request).
+AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 1, minimum=0, maximum=60)
 TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)  # only behind a proxy that sets it
 
 # The shared cache (failed-authentication counts): redis://... (the broker's Redis by default when the broker

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from insights.apis import AuthenticateApi
+from insights.authentication import RecentCredentials
 from insights.models import AccessToken, ApiKey, Customer
 from insights.services import (
     ACCESS_TOKEN_TTL,
@@ -88,6 +89,13 @@ def whoami(client: Client, authorization: str | None):
 
 def login(client: Client, body: object, content_type: str = "application/json"):
     return client.post("/_rest/v4/authenticate", body, content_type=content_type)
+
+
+@pytest.fixture(autouse=True)
+def no_credential_reuse(settings) -> None:
+    """These tests change a credential and look at the very next request: per-process reuse is off here
+    (its bound is tested on its own, below)."""
+    settings.AUTH_CACHE_SECONDS = 0
 
 
 # Refusals
@@ -330,3 +338,43 @@ def test_authenticate_other_methods_are_405(client: Client) -> None:
     response = client.get("/_rest/v4/authenticate")
     assert response.status_code == 405
     assert response.json()["code"] == 405
+
+
+# Reuse of a resolved credential for AUTH_CACHE_SECONDS
+
+
+def test_a_revoked_key_stops_working_once_its_reuse_lifetime_ends(
+    settings, api_key: tuple[ApiKey, str]
+) -> None:
+    settings.AUTH_CACHE_SECONDS = 1
+    now = [100.0]
+    recent = RecentCredentials(clock=lambda: now[0])
+    row, raw = api_key
+    assert recent.resolve(raw) is not None
+    api_key_revoke(api_key=row)
+    now[0] += 0.9
+    assert recent.resolve(raw) is not None, "reused within the lifetime, as documented"
+    now[0] += 0.1
+    assert recent.resolve(raw) is None, "looked up again after 1 s: the revocation holds"
+    now[0] += 5
+    assert recent.resolve(raw) is None
+
+
+def test_unknown_credentials_are_never_reused(settings, api_key: tuple[ApiKey, str]) -> None:
+    settings.AUTH_CACHE_SECONDS = 1
+    recent = RecentCredentials(clock=lambda: 0.0)
+    row, raw = api_key
+    api_key_revoke(api_key=row)
+    assert recent.resolve(raw) is None
+    ApiKey.objects.filter(pk=row.pk).update(revoked_at=None)
+    assert recent.resolve(raw) is not None, "a refusal is not remembered"
+
+
+def test_reuse_is_bounded_in_entries(settings, customer: Customer) -> None:
+    settings.AUTH_CACHE_SECONDS = 1
+    recent = RecentCredentials(clock=lambda: 0.0)
+    recent.MAX_ENTRIES = 3
+    raws = [api_key_create(customer=customer, name=f"k{n}")[1] for n in range(5)]
+    for raw in raws:
+        assert recent.resolve(raw) is not None
+    assert len(recent._entries) <= 3
