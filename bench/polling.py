@@ -189,7 +189,9 @@ def polling_server(var_dir: Path, *, workers: int = 2) -> Iterator[PollingServer
     """gunicorn (sync workers) on bench.settings over a fresh SQLite database in `var_dir`."""
     from tests.servers import _stop, free_port, wait_for_port
 
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "DJANGO_DEBUG")}
+    # PROMETHEUS_MULTIPROC_DIR: this process's settings set it (for its own var dir); the server derives its own.
+    inherited = ("DATABASE_URL", "DJANGO_DEBUG", "PROMETHEUS_MULTIPROC_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     env.update(DJANGO_SETTINGS_MODULE="bench.settings", INSIGHTS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
     _manage(env, "migrate", "--noinput")
     api_key = _manage(env, "create_customer", "Acme", "--key", CUSTOMER, "--api-key").strip().splitlines()[-1]

@@ -14,6 +14,7 @@ its settings need fixing) or kept failing.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -110,7 +111,10 @@ class PartUploader:
         self._parts: queue.SimpleQueue[PartFile | None] = queue.SimpleQueue()
         self._failure: BaseException | None = None
         self._stop_requested = False
-        self._thread = threading.Thread(target=self._work, name="part-upload", daemon=True)
+        # In a copy of the caller's context: the caller's log fields (a query run's guid) follow the uploads.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._work,), name="part-upload", daemon=True
+        )
         self._thread.start()
 
     def put(self, part: PartFile) -> None:

@@ -10,12 +10,14 @@ from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from insights.health import healthz, readyz
+from insights.metrics import metrics_view
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 # Probes come from inside the deployment (compose, a load balancer, an orchestrator) with whatever Host it
 # uses (127.0.0.1:8000): they are answered before ALLOWED_HOSTS, the HTTPS redirect or a session is looked at.
-PROBES = {"/healthz": healthz, "/readyz": readyz}
+# So is a Prometheus scrape, which guards itself (METRICS_TOKEN).
+PROBES = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}
 
 
 def health_probes(get_response: GetResponse) -> GetResponse:

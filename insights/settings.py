@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -9,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from insights.env import env_bool, env_int, env_list, env_str
 from insights.failpoints import failpoints_parse
+from insights.logs import log_format_parse, log_level_parse, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("INSIGHTS_VAR_DIR", str(BASE_DIR / "var")))
@@ -20,7 +22,7 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "insecure-deve
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "queries.admin_apps.InsightsAdminConfig",  # django.contrib.admin, with the Insights site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -36,7 +38,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "insights.middleware.head_without_body",
+    "insights.request_ids.request_ids",  # X-Request-ID, and the id on every log line of the request
     "insights.middleware.health_probes",  # before host validation and the HTTPS redirect
+    "insights.metrics.http_metrics",  # after the probes and /metrics: only the service's own requests
     "insights.middleware.chunked_body",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's static files, with no separate web server
@@ -190,7 +194,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # safe to run twice, so a short wait costs nothing.
 CELERY_WORKER_LOST_WAIT = 2.0
 CELERY_TIMEZONE = "UTC"
+# Celery keeps its hands off the root logger (insights.celery applies LOGGING instead).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Celery's PersistentScheduler, which also records each tick in the cache for the admin's dashboard.
+CELERY_BEAT_SCHEDULER = "insights.beat:TickRecordingScheduler"
 CELERY_BEAT_SCHEDULE = {
     "reap-leases": {"task": "queries.reap_leases", "schedule": float(REAPER_INTERVAL_SECONDS)},
     "expire-results": {"task": "queries.expire_results", "schedule": 3600.0},
@@ -271,13 +279,26 @@ else:
         f"CACHE_URL must be redis://..., rediss://... or file:///path, not {CACHE_URL!r}"
     )
 
+# Prometheus metrics (insights.metrics). Every web and worker process writes its samples into files in this
+# directory and GET /metrics merges them all, so web and workers must share it (compose: the var volume).
+# prometheus-client itself reads the variable: it is set here, for this process and those it starts (make run);
+# a process started with another INSIGHTS_VAR_DIR must be given its own PROMETHEUS_MULTIPROC_DIR too.
+PROMETHEUS_MULTIPROC_DIR = str(Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).absolute())
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+# GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers only loopback clients that
+# came through no proxy.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters (a long random string)")
+# Gauges read at scrape time, once per scrape (dotted paths of prometheus-client collectors).
+METRICS_COLLECTORS = ["queries.metrics.OperationsCollector"]
+
 # Tests only: pause a process at a named place (insights.failpoints); empty in any deployment.
 FAILPOINTS = failpoints_parse(env_str("INSIGHTS_FAILPOINTS", ""))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# Logs: one JSON object per line on stderr from every process (web, worker, beat), or LOG_FORMAT=plain for a
+# developer's terminal; gunicorn.conf.py and insights.celery apply this same LOGGING (insights.logs).
+LOG_LEVEL = log_level_parse(env_str("LOG_LEVEL", "INFO"))
+LOG_FORMAT = log_format_parse(env_str("LOG_FORMAT", "json"))
+LOGGING_CONFIG = "insights.logs.logging_configure"
+LOGGING = logging_config(level=LOG_LEVEL, log_format=LOG_FORMAT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from queries.lifecycle import (
     query_expire,
     query_publication_settle,
 )
+from queries.metrics import reaper_acted
 from queries.models import QueryRequest, QueryStatus
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def results_expire(*, now: datetime | None = None) -> int:
         )
         for query in old.select_related("destination", "customer"):
             expired += _expire(query)
+    reaper_acted(expired=expired)
     return expired
 
 
@@ -82,6 +84,7 @@ def uploads_sweep(*, older_than: timedelta | None = None) -> int:
         if workdir.is_dir() and workdir.stat().st_mtime < cutoff:
             shutil.rmtree(workdir, ignore_errors=True)
             removed += 1
+    reaper_acted(swept=removed)
     return removed
 
 
@@ -106,7 +109,9 @@ def leases_reap(*, now: datetime | None = None) -> Reaped:
     # A broker that restarted empty lost every queued message: send them all now, not after the wait.
     unclaimed = queries_unclaimed(now=now, all_of_them=broker_messages_lost())
     requeued = queries_enqueue(list(dict.fromkeys(released + unclaimed)))
-    return Reaped(requeued=requeued, failed=failed, canceled=canceled, settled=settled)
+    reaped = Reaped(requeued=requeued, failed=failed, canceled=canceled, settled=settled)
+    reaper_acted(**asdict(reaped))
+    return reaped
 
 
 def _publication_settle(query: QueryRequest, now: datetime) -> int:

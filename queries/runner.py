@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import shutil
 import threading
@@ -44,6 +45,7 @@ from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_s
 from exports.writers.formats import OutputFormat
 from insights.destinations import destination_default, destination_storage
 from insights.failpoints import failpoint
+from insights.logs import log_context_set
 from insights.models import Customer
 from queries.dispatch import query_enqueue
 from queries.errors import QueryFailed
@@ -63,6 +65,7 @@ from queries.lifecycle import (
     query_release,
     query_stopped,
 )
+from queries.metrics import delivery_retried, export_completed, lease_heartbeat
 from queries.plan import PlanError, plan_output, plan_statement
 from queries.warehouse import warehouse_engine
 
@@ -118,6 +121,9 @@ class _RunControl:
         self.bytes = 0
         self.timed_out = False
         self.stop = threading.Event()
+        self.started = time.monotonic()
+        self.storage_kind = "local"  # the destination's, once it is open (for the metrics)
+        self.delivery_tries = 0
 
     def should_stop(self) -> bool:
         """Checked by the writer before each batch."""
@@ -131,6 +137,9 @@ class _RunControl:
 
     def delivery_tried(self) -> None:
         query_delivery_attempted(claim=self.claim)
+        self.delivery_tries += 1
+        if self.delivery_tries > 1:  # called for the first try of all, then once per retry
+            delivery_retried(storage=self.storage_kind)
 
     @property
     def out_of_time(self) -> bool:
@@ -143,6 +152,10 @@ def query_run(*, query_id: int) -> None:
     if claim is None:
         logger.info("query %s: nothing to run (finished, canceled or held by another worker)", query_id)
         return
+    # Every line of this run, Celery's "succeeded" included, says which run it is about (cleared when the task
+    # ends: insights.celery).
+    log_context_set(guid=claim.query.guid, customer=claim.query.customer.key, attempt=claim.attempt)
+    logger.info("query %s attempt %s started", claim.query.guid, claim.attempt)
     workdir = Path(settings.VAR_DIR) / "work" / f"{claim.query.guid}-{claim.attempt}"
     try:
         _run(claim, workdir)
@@ -179,6 +192,7 @@ def _run(claim: Claim, workdir: Path) -> None:
         destination_storage(destination) as storage,
         storage.publication() as publication,  # leaving the block unpublished removes what was staged
     ):
+        control.storage_kind = storage.kind
         export = StagedExport(
             publication,
             names=names,
@@ -198,10 +212,18 @@ def _run(claim: Claim, workdir: Path) -> None:
         files = _publish(
             claim, export, names, parts, summary, destination_id=getattr(destination, "pk", None)
         )
-        if files and not _complete(
-            claim, files, names, summary, destination_id=getattr(destination, "pk", None)
-        ):
+        if not files:
+            return
+        if not _complete(claim, files, names, summary, destination_id=getattr(destination, "pk", None)):
             storage.delete([entry["path"] for entry in files])
+            return
+        export_completed(
+            engine=engine.dialect.name,
+            storage=storage.kind,
+            rows=sum(f["rows"] for f in files),
+            size=sum(f["size"] for f in files),
+            seconds=time.monotonic() - control.started,
+        )
 
 
 def _output(claim: Claim) -> tuple[OutputFormat, list[str]]:
@@ -358,7 +380,10 @@ def _complete(
 def _supervised(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> Iterator[None]:
     """The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
     look like a dead worker to the reaper."""
-    supervisor = threading.Thread(target=_supervise, args=(claim, engine, control), daemon=True)
+    # Run in a copy of this context, so its lines carry the run's guid, customer and attempt too.
+    supervisor = threading.Thread(
+        target=contextvars.copy_context().run, args=(_supervise, claim, engine, control), daemon=True
+    )
     supervisor.start()
     try:
         yield
@@ -376,11 +401,13 @@ def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> N
             control.timed_out = control.out_of_time
             try:
                 held = query_heartbeat(claim=claim, rows=control.rows, bytes_written=control.bytes)
+                lease_heartbeat(outcome="renewed" if held else "lost")
                 last_beat = time.monotonic()
             except DatabaseError:
                 # A database hiccup: try again next tick, but once a lease's worth of beats is lost another
                 # worker may hold the query, so stop.
                 logger.warning("query %s: heartbeat failed", claim.query.guid, exc_info=True)
+                lease_heartbeat(outcome="failed")
                 held = time.monotonic() - last_beat < lease_duration().total_seconds()
             if control.timed_out or not held:
                 control.stop.set()

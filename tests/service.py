@@ -119,6 +119,7 @@ class Service:
                 str(self.bin_dir / "celery"),
                 "-A",
                 "insights",
+                "--quiet",  # no start-up banner in the JSON log, as in docker-compose.yml
                 "worker",
                 "--loglevel",
                 "INFO",
@@ -149,7 +150,7 @@ class Service:
             return self.beat
         log = open(self.var_dir / "beat.log", "ab")
         self.beat = subprocess.Popen(
-            [str(self.bin_dir / "celery"), "-A", "insights", "beat", "--loglevel", "INFO"],
+            [str(self.bin_dir / "celery"), "-A", "insights", "--quiet", "beat", "--loglevel", "INFO"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -291,6 +292,8 @@ def service_running(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "insights.settings",
         "INSIGHTS_VAR_DIR": str(var_dir),
+        # Not this test process's (its settings set the variable): the service's own, beside its var dir.
+        "PROMETHEUS_MULTIPROC_DIR": str(var_dir / "metrics"),
         "LOG_LEVEL": "WARNING",
         **shape.env(),
         **(extra_env or {}),

@@ -12,6 +12,7 @@ checksum headers, for servers that reject them.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -78,7 +79,11 @@ class MultipartUploads:
             max_workers=min(self._max_concurrency, len(upload.ranges)), thread_name_prefix="s3-part"
         )
         try:
-            futures = [pool.submit(self._part_upload, upload, index) for index in range(len(upload.ranges))]
+            # Each part in a copy of the caller's context: its log fields (a query run's guid) follow the part.
+            futures = [
+                pool.submit(contextvars.copy_context().run, self._part_upload, upload, index)
+                for index in range(len(upload.ranges))
+            ]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 future.result()  # raises the first failure

@@ -14,6 +14,7 @@ Servers that only take sequential writes (some gateways to object stores) need `
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import threading
@@ -133,7 +134,13 @@ class UploadCrew:
     def hire(self, helpers: int) -> None:
         """Start `helpers` threads, each opening its own connection right away."""
         for number in range(helpers):
-            thread = threading.Thread(target=self._help, name=f"sftp-upload-{number + 1}", daemon=True)
+            # In a copy of the caller's context: the caller's log fields (a query run's guid) follow it.
+            thread = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(self._help,),
+                name=f"sftp-upload-{number + 1}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
 
