@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_PACKAGES := postgresql redis-server openssh-server openssh-client
 
-.PHONY: help install install-dev install-servers bench-tools migrate seed run test lint format bench clean
+.PHONY: help install install-dev install-servers bench-tools browser migrate seed run test lint format bench clean
 
 help:
 	@echo "make run     - install, migrate, seed demo data, start web + worker + beat"
@@ -18,12 +18,15 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 
-$(STAMP): requirements.txt | $(PY)
+# `pip install -e .` puts the `insights` command (insights_cli/) in $(BIN).
+$(STAMP): requirements.txt pyproject.toml | $(PY)
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e . --no-deps
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(DEV_STAMP): requirements.txt requirements-dev.txt pyproject.toml | $(PY)
 	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e . --no-deps
 	touch $(STAMP) $@
 
 install: $(STAMP)
@@ -48,7 +51,7 @@ seed: migrate
 run: migrate
 	$(PY) -m insights.devserver
 
-test: install-dev install-servers bench-tools
+test: install-dev install-servers bench-tools browser
 	$(BIN)/pytest
 
 lint: install-dev
@@ -59,6 +62,10 @@ lint: install-dev
 format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Debian's chromium, driven by Playwright in the console's browser tests (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 # wrk drives the status-polling benchmark.
 bench-tools:

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views import defaults
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -15,6 +16,7 @@ from queries.apis import api_path_not_found
 PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="insights/landing.html"), name="landing"),
     path("admin/login/", admin_login, name="admin-login"),  # before the admin's own: throttled
     path("admin/", admin.site.urls),
     path("_rest/v4/authenticate", AuthenticateApi.as_view(), name="authenticate"),

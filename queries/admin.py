@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from exports.errors import StorageError
@@ -19,7 +22,9 @@ from insights.destinations import destination_default
 from queries.apis import file_chunks
 from queries.delivery import query_storage, result_redeliver
 from queries.errors import ConcurrencyLimitReached, QueryConflict
+from queries.export_settings import APPLIES, DEFAULTS
 from queries.models import QueryRequest, QueryStatus
+from queries.result_rows import FIRST_ROWS, result_first_rows
 from queries.serializers import ExportSerializer
 from queries.services import query_cancel, query_create
 from queries.validation import QueryValidationError
@@ -30,17 +35,17 @@ PARAMETER_TYPES = {"s": "string", "i": "integer", "f": "float", "b": "boolean", 
 
 @admin.register(QueryRequest)
 class QueryRequestAdmin(admin.ModelAdmin):
+    # Fits 1280 px beside the filters: times to the second, the description cut short, the run time instead of
+    # its two ends, the attempt beside the status when there was more than one.
     list_display = (
         "guid",
         "customer",
-        "status",
-        "description",
+        "status_shown",
+        "description_short",
         "output_format",
-        "submitted_at",
-        "started_at",
-        "finished_at",
-        "row_count",
-        "attempts",
+        "submitted",
+        "duration",
+        "rows",
     )
     list_filter = ("status", "customer")
     search_fields = ("guid", "fingerprint", "description", "filename")
@@ -55,41 +60,56 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "author",
         "description",
         "filename",
+        "effective_output",
+        "destination_shown",
         "pretty_export",
         "pretty_body",
         "fingerprint",
         "pretty_plan",
-        "submitted_at",
-        "started_at",
-        "finished_at",
+        "submitted",
+        "started",
+        "finished",
         "duration",
         "attempts",
-        "lease_expires_at",
-        "enqueued_at",
+        "lease_until",
+        "enqueued",
         "cancel_requested",
         "progress_rows",
         "progress_bytes",
         "row_count",
-        "pretty_files",
+        "part_links",
         "manifest_path",
+        "first_rows",
         "pretty_summary",
     )
     exclude = ("body", "plan", "files", "publication", "output", "summary")
     fieldsets = (
-        (None, {"fields": ("guid", "customer", "status", "messages")}),
-        ("Export", {"fields": ("author", "description", "filename", "pretty_export")}),
+        (None, {"fields": ("customer", "status", "messages")}),  # the guid is the page's title
+        (
+            "Export",
+            {
+                "fields": (
+                    "author",
+                    "description",
+                    "filename",
+                    "effective_output",
+                    "destination_shown",
+                    "pretty_export",
+                )
+            },
+        ),
         ("Query", {"fields": ("pretty_body", "fingerprint", "pretty_plan")}),
         (
             "Timings",
             {
                 "fields": (
-                    "submitted_at",
-                    "started_at",
-                    "finished_at",
+                    "submitted",
+                    "started",
+                    "finished",
                     "duration",
                     "attempts",
-                    "lease_expires_at",
-                    "enqueued_at",
+                    "lease_until",
+                    "enqueued",
                     "cancel_requested",
                 )
             },
@@ -101,8 +121,9 @@ class QueryRequestAdmin(admin.ModelAdmin):
                     "progress_rows",
                     "progress_bytes",
                     "row_count",
-                    "pretty_files",
+                    "part_links",
                     "manifest_path",
+                    "first_rows",
                     "pretty_summary",
                 )
             },
@@ -110,6 +131,24 @@ class QueryRequestAdmin(admin.ModelAdmin):
     )
 
     change_list_template = "admin/queries/change_list_live_link.html"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        """One heading, "Query <guid>", instead of "View query request" over the guid as a subtitle."""
+        query = (
+            QueryRequest.objects.filter(pk=object_id).only("guid").first() if object_id.isdigit() else None
+        )
+        titles = {"title": f"Query {query.guid}", "subtitle": None} if query else {}
+        return super().change_view(request, object_id, form_url, {**titles, **(extra_context or {})})
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # The dashboard links each customer's pending queries by key.
+        return lookup == "customer__key" or super().lookup_allowed(lookup, value, request)
 
     def get_urls(self) -> list[URLPattern]:
         live = path("live/", self.admin_site.admin_view(self.live_view), name="queries_queryrequest_live")
@@ -163,22 +202,108 @@ class QueryRequestAdmin(admin.ModelAdmin):
     def output_format(self, obj: QueryRequest) -> str:
         return str(obj.output.get("format", "csv"))
 
-    @admin.display(description="the export, as the API shows it")
-    def pretty_export(self, obj: QueryRequest) -> str:
-        """The export object of GET /dwh/exports/{guid}, and a link to each file."""
-        export = ExportSerializer(obj).data
-        links = [
-            format_html(
-                '<a href="{}">{}</a>',
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj: QueryRequest) -> str:
+        return obj.status if obj.attempts < 2 else f"{obj.status} (attempt {obj.attempts})"
+
+    @admin.display(description="description")
+    def description_short(self, obj: QueryRequest) -> str:
+        return obj.description if len(obj.description) <= 20 else obj.description[:19] + "…"
+
+    @admin.display(description="rows", ordering="row_count")
+    def rows(self, obj: QueryRequest) -> str:
+        return "-" if obj.row_count is None else str(obj.row_count)
+
+    @admin.display(description="submitted", ordering="submitted_at")
+    def submitted(self, obj: QueryRequest) -> str:
+        return _to_the_second(obj.submitted_at)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: QueryRequest) -> str:
+        return _to_the_second(obj.started_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: QueryRequest) -> str:
+        return _to_the_second(obj.finished_at)
+
+    @admin.display(description="lease until")
+    def lease_until(self, obj: QueryRequest) -> str:
+        return _to_the_second(obj.lease_expires_at)
+
+    @admin.display(description="enqueued")
+    def enqueued(self, obj: QueryRequest) -> str:
+        return _to_the_second(obj.enqueued_at)
+
+    @admin.display(description="output")
+    def effective_output(self, obj: QueryRequest) -> str:
+        """Every option the files were (or will be) written with, defaults included."""
+        chosen = str(obj.output.get("format", DEFAULTS["format"]))
+        options = APPLIES.get(chosen, ("format",))
+        return ", ".join(
+            f"{option} {obj.output.get(option, DEFAULTS.get(option, '-'))}" for option in options
+        )
+
+    @admin.display(description="destination")
+    def destination_shown(self, obj: QueryRequest) -> str:
+        """Where the files are; before they are published, where new results of this customer go."""
+        if obj.destination is not None:
+            return str(obj.destination)
+        local = "this server's local storage"
+        if obj.files or obj.status in (QueryStatus.COMPLETED, QueryStatus.EXPIRED):
+            return local
+        return f"not published; new results go to {destination_default(obj.customer) or local}"
+
+    @admin.display(description="files")
+    def part_links(self, obj: QueryRequest) -> str:
+        """Each part with its download (through the admin: file_view), rows, size and checksum."""
+        if not obj.files:
+            return "-"
+        rows = (
+            (
                 reverse("admin:queries_queryrequest_file", args=(obj.pk, n)),
-                entry["path"],
+                entry["path"].rsplit("/", 1)[-1],
+                entry.get("rows", "-"),
+                filesizeformat(entry.get("size", 0)),
+                entry.get("sha256", ""),
+                entry.get("sha256", "")[:12],
             )
             for n, entry in enumerate(obj.files)
-        ]
+        )
         return format_html(
-            "<pre>{}</pre>{}",
-            json.dumps(export, indent=2, ensure_ascii=False),
-            format_html_join("", "<div>{}</div>", ((link,) for link in links)),
+            '<div class="table-box"><table class="parts"><thead><tr><th>part</th><th>rows</th><th>size</th>'
+            "<th>sha256</th></tr></thead><tbody>{}</tbody></table></div>",
+            format_html_join(
+                "",
+                '<tr><td class="name"><a href="{}" class="part-download">{}</a></td><td>{}</td><td>{}</td>'
+                '<td><code title="{}">{}…</code></td></tr>',
+                rows,
+            ),
+        )
+
+    @admin.display(description=f"first {FIRST_ROWS} rows")
+    def first_rows(self, obj: QueryRequest) -> str:
+        """Read back from the first part, where the customer gets it (queries.result_rows)."""
+        if obj.status != QueryStatus.COMPLETED:
+            return "-"
+        shown = result_first_rows(obj)
+        if shown.note:
+            return format_html('<p class="first-rows-note">{}</p>', shown.note)
+        return format_html(
+            '<div class="table-box"><table class="first-rows"><thead><tr>{}</tr>'
+            "</thead><tbody>{}</tbody></table></div>",
+            format_html_join("", "<th>{}</th>", ((column,) for column in shown.columns)),
+            format_html_join(
+                "",
+                "<tr>{}</tr>",
+                ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in shown.rows),
+            ),
+        )
+
+    @admin.display(description="the export, as the API shows it")
+    def pretty_export(self, obj: QueryRequest) -> str:
+        """The export object of GET /dwh/exports/{guid}."""
+        return format_html(
+            "<pre>{}</pre>", json.dumps(ExportSerializer(obj).data, indent=2, ensure_ascii=False)
         )
 
     @admin.display(description="body")
@@ -187,9 +312,14 @@ class QueryRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description="summary")
     def pretty_summary(self, obj: QueryRequest) -> str:
+        """One figure a line: the hour and day histograms would otherwise take a line per number."""
         if not obj.summary:
             return "-"
-        return format_html("<pre>{}</pre>", json.dumps(json.loads(obj.summary), indent=2, ensure_ascii=False))
+        figures = json.loads(obj.summary)
+        lines = (
+            f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}" for key, value in figures.items()
+        )
+        return format_html("<pre>{{\n{}\n}}</pre>", ",\n".join(lines))
 
     @admin.display(description="compiled SQL and parameters")
     def pretty_plan(self, obj: QueryRequest) -> str:
@@ -201,10 +331,6 @@ class QueryRequestAdmin(admin.ModelAdmin):
             for number, (kind, value) in enumerate(plan.get("params", []), start=1)
         )
         return format_html("<pre>{}</pre><pre>{}</pre>", plan.get("sql", ""), params or "")
-
-    @admin.display(description="files")
-    def pretty_files(self, obj: QueryRequest) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(obj.files, indent=2))
 
     @admin.display(description="run time")
     def duration(self, obj: QueryRequest) -> str:
@@ -249,3 +375,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
             else:
                 where = destination or "local storage"
                 self.message_user(request, f"{query.guid}: re-delivered to {where}.", messages.SUCCESS)
+
+
+def _to_the_second(value: datetime | None) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
