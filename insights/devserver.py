@@ -23,6 +23,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from insights.celery import broker_folders_ensure  # noqa: E402
+from insights.metrics import dead_processes_forget  # noqa: E402
 
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
@@ -119,6 +120,7 @@ def main() -> int:
     for sub in ("exports", "warehouse-tmp", "work"):
         (Path(settings.VAR_DIR) / sub).mkdir(parents=True, exist_ok=True)
     broker_folders_ensure()
+    dead_processes_forget(totals=True)  # every process of the installation starts now: metrics from zero
     _manage("collectstatic", "--noinput")
     demo_data_ensure()
     key = demo_key_ensure()
@@ -134,10 +136,26 @@ def main() -> int:
         f'    -d \'{{"timestamp": {{"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"}}, '
         f'"data": {{"ApplicationExitEvent": {{"fields": ["FlowId", "ExitReason"]}}}}}}\' {base}/dwh/Q\n'
         f"  curl -s -H 'Authorization: Bearer {key}' {base}/dwh/Q/<id>/status\n"
+        "or with the CLI (waits, then downloads the result into out/):\n"
+        f"  {cli_line(key)}\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )
     return _supervise(children)
+
+
+CLI_EXAMPLE = "examples/calls-and-exits.json"
+
+
+def cli_line(key: str) -> str:
+    """The `insights` command (installed by `make install`) submitting the example body against this server."""
+    command = BIN / "insights"
+    with contextlib.suppress(ValueError):  # shorter from the checkout: .venv/bin/insights
+        command = command.relative_to(Path.cwd())
+    return (
+        f"INSIGHTS_URL=http://{HOST}:{PORT} INSIGHTS_TOKEN={key} "
+        f"{command} query {CLI_EXAMPLE} --wait --download out/"
+    )
 
 
 NAMES = ("web (gunicorn)", "worker (celery)", "beat (celery)")

@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -70,7 +71,8 @@ def _env(var_dir: Path, port: int) -> dict[str, str]:
         **{
             k: v
             for k, v in os.environ.items()
-            if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WAREHOUSE_URL")
+            # PROMETHEUS_MULTIPROC_DIR: set by this process's settings, for its own var dir, not the server's
+            if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "WAREHOUSE_URL", "PROMETHEUS_MULTIPROC_DIR")
         },
         "INSIGHTS_VAR_DIR": str(var_dir),
         "INSIGHTS_PORT": str(port),
@@ -86,6 +88,32 @@ def _devserver(env: dict[str, str], stderr: int = subprocess.DEVNULL) -> subproc
         stderr=stderr,
         text=True,
     )
+
+
+def _cli_line_works(printed: list[str], key: str, port: int, cwd: Path) -> None:
+    """The banner's CLI line, run as printed (from the checkout's paths, into a directory of the test's own):
+    it submits the example, waits for it and downloads its result."""
+    lines = [line.strip() for line in printed if " query examples/" in line]
+    assert len(lines) == 1, "".join(printed)
+    words = shlex.split(lines[0])
+    env = dict(word.split("=", 1) for word in words[:2])
+    assert env == {"INSIGHTS_URL": f"http://127.0.0.1:{port}", "INSIGHTS_TOKEN": key}
+    command, verb, body, *options = words[2:]
+    assert ROOT / command == Path(sys.executable).parent / "insights"  # .venv/bin/insights from the checkout
+    assert (verb, options) == ("query", ["--wait", "--download", "out/"])
+    cwd.mkdir()
+    done = subprocess.run(
+        [str(ROOT / command), verb, str(ROOT / body), *options],
+        cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    guid, *paths = done.stdout.splitlines()
+    assert paths and all(path.startswith(f"out/{guid}_QueryExport_") for path in paths)
+    assert all((cwd / path).stat().st_size > 0 for path in paths)
 
 
 def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -122,6 +150,7 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
         assert state == "Completed"
         _, data = _call("GET", f"{base}/dwh/Q/{guid}/download", key)
         assert gzip.decompress(data).decode().splitlines()[0] == "FlowId,ExitReason"
+        _cli_line_works(printed, key, port, tmp_path / "cli")
         children = _descendants(process.pid)
         assert len(children) >= 3  # web, worker, beat (and their forks)
     finally:

@@ -5,6 +5,8 @@ needs (`packaging`), so a worker made from requirements.txt alone could not star
 
 from __future__ import annotations
 
+import gzip
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1
 from tests.service import ROOT, Service, production_shape, service_running
 
-RUNTIME_PACKAGES = ("insights", "queries", "exports")
+RUNTIME_PACKAGES = ("insights", "queries", "exports", "insights_cli")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_every_runtime_module_imports_from_requirements_alone(runtime_bin: Path)
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for package in RUNTIME_PACKAGES
         for path in (ROOT / package).rglob("*.py")
-        if "migrations" not in path.parts
+        if "migrations" not in path.parts and path.name != "__main__.py"  # that one runs the program
     )
     script = (
         "import importlib, django\n"
@@ -66,6 +68,42 @@ def test_every_runtime_module_imports_from_requirements_alone(runtime_bin: Path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"imported {len(modules)}" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def cli_installed(runtime_bin: Path) -> Path:
+    """`pip install .` of the checkout into the runtime virtualenv: the `insights` command."""
+    subprocess.run(
+        [str(runtime_bin / "pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        check=True,
+        timeout=600,
+    )
+    return runtime_bin / "insights"
+
+
+def test_pip_install_of_the_project_installs_the_cli(cli_installed: Path, tmp_path: Path) -> None:
+    """The command runs from anywhere (its package was installed, not found in the checkout) and its import
+    brings in no Django and nothing of the service: it is an HTTP client."""
+    outside = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [str(cli_installed), "--help"], cwd=tmp_path, env=outside, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Usage: insights" in done.stdout and "Exit codes:" in done.stdout
+    script = (
+        "import sys, insights_cli.commands\n"
+        "print(sorted({name.split('.')[0] for name in sys.modules}\n"
+        "             & {'django', 'rest_framework', 'celery', 'insights', 'queries', 'exports'}))\n"
+    )
+    imported = subprocess.run(
+        [str(cli_installed.parent / "python"), "-c", script],
+        cwd=tmp_path,
+        env=outside,
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "[]"
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +127,31 @@ def test_a_query_runs_end_to_end_on_requirements_alone(service: Service) -> None
     assert worker.poll() is None, "the worker must still be running"
     rows = service.download_rows(guid, key)
     assert rows[0] == "FlowId" and len(rows) > 1
+
+
+def test_the_installed_cli_runs_a_query_end_to_end(
+    service: Service, cli_installed: Path, tmp_path: Path
+) -> None:
+    """The same request through the command `pip install .` installed: the same rows, downloaded and checked."""
+    key = service.customer_create(DEMO_CUSTOMER_KEYS[1])
+    if not service.workers:
+        service.worker_start(concurrency=1)
+    (tmp_path / "request.json").write_text(json.dumps(REQUEST_1))
+    done = subprocess.run(
+        [str(cli_installed), "query", "request.json", "--wait", "--download", "out"],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "INSIGHTS_URL": service.base_url,
+            "INSIGHTS_TOKEN": key,
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    guid, path = done.stdout.splitlines()
+    assert gzip.decompress((tmp_path / path).read_bytes()).decode().splitlines() == service.download_rows(
+        guid, key
+    )
