@@ -82,21 +82,25 @@ def processes_start() -> list[subprocess.Popen[bytes]]:
             "--access-logfile",
             "-",
         ],
+        # --quiet: no banner in the log stream (LOG_LEVEL and LOG_FORMAT govern what they log).
         [
             str(BIN / "celery"),
             "-A",
             "insights",
+            "--quiet",
             "worker",
-            "--loglevel",
-            "INFO",
             "--concurrency",
             "2",
             "--hostname",
             "worker@%h",
         ],
-        [str(BIN / "celery"), "-A", "insights", "beat", "--loglevel", "INFO"],
+        [str(BIN / "celery"), "-A", "insights", "--quiet", "beat"],
     ]
-    return [subprocess.Popen(command) for command in commands]
+    # Each in a process group of its own: a terminal's Ctrl-C reaches this launcher only, which stops each
+    # child once. Had they shared the terminal's group, a gunicorn worker would get the terminal's SIGINT and
+    # then its master's signal, and two signals during its thread pool's shutdown can deadlock it (found by
+    # hand: a hung worker kept the port, and the next `make run` refused to start).
+    return [subprocess.Popen(command, process_group=0) for command in commands]
 
 
 def port_free(host: str, port: int) -> bool:

@@ -80,6 +80,8 @@ def _env(var_dir: Path, port: int) -> dict[str, str]:
 
 
 def _devserver(env: dict[str, str], stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """The launcher in a process group of its own, as a shell runs a foreground job: a terminal's Ctrl-C is a
+    SIGINT to that whole group (`os.killpg`)."""
     return subprocess.Popen(
         [sys.executable, "-m", "insights.devserver"],
         cwd=ROOT,
@@ -87,6 +89,7 @@ def _devserver(env: dict[str, str], stderr: int = subprocess.DEVNULL) -> subproc
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
+        process_group=0,
     )
 
 
@@ -154,12 +157,15 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
         children = _descendants(process.pid)
         assert len(children) >= 3  # web, worker, beat (and their forks)
     finally:
-        process.send_signal(signal.SIGINT)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
         process.wait(timeout=60)
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
+    with socket.socket() as probe:  # nothing listens on the port: the next `make run` can start (as it checks)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
 
     # A restart on the same var dir reuses the key and the demo data: nothing is seeded twice.
     again = _devserver(env)
