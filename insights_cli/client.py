@@ -18,6 +18,8 @@ from insights_cli.errors import EXIT_AUTH, EXIT_UNREACHABLE, CliError, exit_code
 
 TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 100  # exports per page when listing (the API allows 1-500)
+# What a server closing an idle kept-alive connection looks like to the client that just reused it.
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 AUTH_HINT = "check the API key (--token, INSIGHTS_TOKEN or token in config.toml)"
 
 
@@ -117,7 +119,7 @@ class Client:
 
     def _json(self, method: str, url: str, **kwargs: Any) -> Any:
         with self._call():
-            response = self._http.request(method, url, **kwargs)
+            response = self._request(method, url, **kwargs)
         if not response.is_success:
             raise response_error(response)
         try:
@@ -128,6 +130,18 @@ class Client:
                 "JSON: is it the Insights service's root URL?",
                 EXIT_UNREACHABLE,
             ) from None
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request; a GET whose kept-alive connection the server closed just as it was sent is sent once
+        more on a new connection. The server's keep-alive (gunicorn's 2 s) and the CLI's polling interval meet,
+        so a poll would otherwise fail now and then while the query runs on. Other methods are not repeated:
+        the service may have acted on them."""
+        try:
+            return self._http.request(method, url, **kwargs)
+        except STALE_CONNECTION:
+            if method != "GET":
+                raise
+            return self._http.request(method, url, **kwargs)
 
     @contextlib.contextmanager
     def _call(self) -> Iterator[None]:
@@ -160,7 +174,20 @@ def response_error(response: httpx.Response) -> CliError:
     code = exit_code_for_status(status)
     if code == EXIT_AUTH:
         detail += f"; {AUTH_HINT}"
+    elif not _is_json(
+        response
+    ):  # every answer of the API is JSON: this is another server (or a proxy's page)
+        code = EXIT_UNREACHABLE
+        detail += "; not the Insights API: is the URL the service's root?"
     return CliError(f"{message} ({detail})", code)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    try:
+        response.json()
+    except ValueError:
+        return False
+    return True
 
 
 def error_message(response: httpx.Response) -> str:

@@ -78,8 +78,12 @@ def url_normalize(url: str) -> str:
     paste) is dropped."""
     url = url.strip().rstrip("/")
     url = url.removesuffix(API_PREFIX)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is what finds a bad one (or an unclosed [::1)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise CliError(
             f"the service URL must look like http://host:port, not {url!r} (INSIGHTS_URL or --url)",
             EXIT_USAGE,

@@ -100,7 +100,46 @@ def test_a_limit_says_when_to_retry() -> None:
 def test_a_proxys_html_error_page_is_named_by_its_status() -> None:
     error = _failing(502, None, text="<html>upstream went away</html>\n<body>...</body>")
     assert error.exit_code == EXIT_UNREACHABLE
-    assert error.message == "Bad Gateway: <html>upstream went away</html> (HTTP 502)"
+    assert error.message == (
+        "Bad Gateway: <html>upstream went away</html> (HTTP 502; not the Insights API: is the URL the "
+        "service's root?)"
+    )
+
+
+def test_another_servers_404_page_is_not_the_service() -> None:
+    error = _failing(404, None, text="<!DOCTYPE HTML>\n<title>File not found</title>")
+    assert error.exit_code == EXIT_UNREACHABLE
+    assert "not the Insights API" in error.message
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [httpx.RemoteProtocolError("Server disconnected without sending a response."), httpx.ReadError("")],
+)
+def test_a_poll_on_a_connection_the_server_just_closed_is_sent_again(stale: Exception) -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1:
+            raise stale
+        return httpx.Response(200, json={"status": "Pending"})
+
+    with client_for(handler) as client:
+        assert client.query_status("0" * 32) == {"status": "Pending"}
+    assert calls == ["GET", "GET"]
+
+
+def test_a_post_is_never_sent_twice() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+
+    with pytest.raises(CliError) as raised, client_for(handler) as client:
+        client.query_create({"timestamp": {}})
+    assert calls == ["POST"] and raised.value.exit_code == EXIT_UNREACHABLE
 
 
 def test_a_success_that_is_not_json_is_not_the_service() -> None:

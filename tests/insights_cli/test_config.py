@@ -89,7 +89,9 @@ def test_the_url_is_the_services_root(given: str, root: str) -> None:
     assert url_normalize(given) == root
 
 
-@pytest.mark.parametrize("given", ["127.0.0.1:8000", "ftp://h/", "http://", ""])
+@pytest.mark.parametrize(
+    "given", ["127.0.0.1:8000", "ftp://h/", "http://", "", "http://[::1", "http://h:port"]
+)
 def test_a_url_that_is_not_http_is_a_usage_error(given: str) -> None:
     with pytest.raises(CliError) as raised:
         url_normalize(given)
