@@ -88,7 +88,9 @@ def route_label(request: HttpRequest) -> str:
     route, not per guid. Requests answered before URL resolution (static files, redirects to HTTPS, rejected
     hosts) or matching no pattern are UNMATCHED."""
     match = request.resolver_match
-    return match.route if match is not None else UNMATCHED
+    if match is None:
+        return UNMATCHED
+    return match.route or "/"  # the root pattern is the empty string
 
 
 def http_metrics(get_response: GetResponse) -> GetResponse:

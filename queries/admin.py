@@ -21,12 +21,12 @@ from exports.errors import StorageError
 from insights.destinations import destination_default
 from queries.apis import file_chunks
 from queries.delivery import query_storage, result_redeliver
-from queries.errors import ConcurrencyLimitReached, QueryConflict
+from queries.errors import ConcurrencyLimitReached, QueryConflict, ResultUnavailable
 from queries.export_settings import APPLIES, DEFAULTS
 from queries.models import QueryRequest, QueryStatus
 from queries.result_rows import FIRST_ROWS, result_first_rows
 from queries.serializers import ExportSerializer
-from queries.services import query_cancel, query_create
+from queries.services import export_delete, query_cancel, query_create
 from queries.validation import QueryValidationError
 
 # The type tags of a plan's parameters (queries.plan), as an operator reads them.
@@ -51,7 +51,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
     search_fields = ("guid", "fingerprint", "description", "filename")
     list_select_related = ("customer",)
     date_hierarchy = "submitted_at"
-    actions = ("cancel_queries", "rerun_queries", "redeliver_queries")
+    actions = ("cancel_queries", "rerun_queries", "redeliver_queries", "delete_results")
     readonly_fields = (
         "guid",
         "customer",
@@ -357,11 +357,17 @@ class QueryRequestAdmin(admin.ModelAdmin):
     def rerun_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         for query in queryset.select_related("customer"):
             try:
-                created = query_create(customer=query.customer, body=query.body_json)
+                created = query_create(
+                    customer=query.customer,
+                    body=query.body_json,
+                    author=f"{request.user.get_username()} (admin re-run)",
+                )
             except (ConcurrencyLimitReached, QueryValidationError) as error:
-                self.message_user(request, f"{query.guid}: not re-run: {error.message}", messages.WARNING)
+                self.message_user(
+                    request, f"Query {query.guid}: not re-run: {error.message}", messages.WARNING
+                )
             else:
-                self.message_user(request, f"{query.guid}: re-run as {created.guid}.", messages.SUCCESS)
+                self.message_user(request, f"Query {query.guid}: re-run as {created.guid}.", messages.SUCCESS)
 
     @admin.action(description="Re-deliver selected results to the customer's default destination")
     def redeliver_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
@@ -371,10 +377,30 @@ class QueryRequestAdmin(admin.ModelAdmin):
             try:
                 result_redeliver(query=query, destination=destination, workdir=workdir)
             except StorageError as error:
-                self.message_user(request, f"{query.guid}: not re-delivered: {error}", messages.ERROR)
+                self.message_user(request, f"Query {query.guid}: not re-delivered: {error}", messages.ERROR)
             else:
                 where = destination or "local storage"
-                self.message_user(request, f"{query.guid}: re-delivered to {where}.", messages.SUCCESS)
+                self.message_user(request, f"Query {query.guid}: re-delivered to {where}.", messages.SUCCESS)
+
+    @admin.action(description="Delete selected results (their files too, as the customer's DELETE)")
+    def delete_results(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
+        """DELETE /dwh/exports/{guid} for each: Pending ones are canceled, ended ones become Deleted and their
+        files go from their destination. The row stays (the customer's GET then answers 410, not 404)."""
+        for query in queryset.select_related("customer", "destination"):
+            try:
+                done = export_delete(query=query)
+            except (ResultUnavailable, QueryConflict) as error:
+                self.message_user(
+                    request, f"Query {query.guid}: not deleted: {error.message}", messages.ERROR
+                )
+            else:
+                state = "cancel requested" if done.status == QueryStatus.PENDING else done.status
+                self.message_user(request, f"Query {query.guid}: {state}.", messages.SUCCESS)
+
+    def has_delete_permission(self, request: HttpRequest, obj: QueryRequest | None = None) -> bool:
+        """Removing a row would leave its files behind forever (retention works from the rows) and turn the
+        customer's 410 into a 404: results are deleted with the "Delete selected results" action instead."""
+        return False
 
 
 def _to_the_second(value: datetime | None) -> str:

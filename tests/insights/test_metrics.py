@@ -51,6 +51,13 @@ def test_requests_are_counted_by_their_url_pattern_never_their_path(client):
     ) >= 1
 
 
+def test_the_landing_page_is_labelled_slash_not_empty(client):
+    before = _requests("GET", "/", "200")
+    assert client.get("/").status_code == 200
+    assert _requests("GET", "/", "200") - before == 1
+    assert "" not in _route_labels()
+
+
 def test_a_path_no_pattern_matches_is_one_label_and_odd_methods_are_other(client):
     before = _requests("GET", metrics.UNMATCHED, "404"), _requests("other", metrics.UNMATCHED, "404")
     client.get(f"/no/such/page-{uuid.uuid4().hex}")

@@ -83,3 +83,23 @@ def test_the_list_shows_description_and_format(admin_client, customer_factory):
     _query(customer_factory("acme"), description="March calls", output={"format": "parquet"})
     page = admin_client.get("/admin/queries/queryrequest/").content.decode()
     assert "March calls" in page and "parquet" in page
+
+
+def test_results_are_deleted_with_their_files_never_as_bare_rows(
+    admin_client, customer_factory, completed_query_factory, local_exports
+):
+    query = completed_query_factory(customer_factory("acme"))
+    files = [local_exports / entry["path"] for entry in query.files] + [local_exports / query.manifest_path]
+    assert all(path.exists() for path in files)
+    listing = admin_client.get("/admin/queries/queryrequest/").content.decode()
+    assert "delete_selected" not in listing and "delete_results" in listing
+    assert admin_client.get(f"/admin/queries/queryrequest/{query.pk}/delete/").status_code == 403
+    response = admin_client.post(
+        "/admin/queries/queryrequest/",
+        {"action": "delete_results", "_selected_action": [query.pk]},
+        follow=True,
+    )
+    query.refresh_from_db()
+    assert query.status == QueryStatus.DELETED
+    assert not any(path.exists() for path in files)
+    assert f"Query {query.guid}: Deleted." in response.content.decode()
