@@ -163,7 +163,9 @@ def test_make_run_serves_the_whole_flow_and_stops_on_ctrl_c(tmp_path: Path) -> N
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
-    with socket.socket() as probe:  # nothing listens on the port: the next `make run` can start (as it checks)
+    with (
+        socket.socket() as probe
+    ):  # nothing listens on the port: the next `make run` can start (as it checks)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
 
