@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 SERVER_PACKAGES := postgresql redis-server openssh-server openssh-client
 
-.PHONY: help install install-dev install-servers bench-tools browser migrate seed run test lint format bench clean
+.PHONY: help install install-dev install-servers spark-server jdk bench-tools browser migrate seed run test lint format bench clean
 
 help:
 	@echo "make run     - install, migrate, seed demo data, start web + worker + beat"
@@ -41,6 +41,18 @@ install-servers:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# The Spark Connect server the Spark engine's tests start: the full pyspark (it ships Spark's jars), in a directory
+# of its own (it and requirements.txt's thin pyspark-client both provide the `pyspark` module), the same version.
+SPARK_VERSION := 4.2.0
+SPARK_SERVER := var/spark-server
+spark-server: jdk | $(PY)
+	@test -f $(SPARK_SERVER)/pyspark-$(SPARK_VERSION).dist-info/METADATA || \
+	  $(BIN)/pip install -q --target $(SPARK_SERVER) pyspark==$(SPARK_VERSION)
+
+# Spark's JVM: Debian's OpenJDK 17.
+jdk:
+	@command -v java >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless)
+
 migrate: install
 	@mkdir -p "$${INSIGHTS_VAR_DIR:-var}"
 	$(PY) manage.py migrate --noinput
@@ -51,7 +63,7 @@ seed: migrate
 run: migrate
 	$(PY) -m insights.devserver
 
-test: install-dev install-servers bench-tools browser
+test: install-dev install-servers spark-server bench-tools browser
 	$(BIN)/pytest
 
 lint: install-dev

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.servers import PostgresServer, RedisServer, postgres_server, redis_server
+from tests.servers import (
+    PostgresServer,
+    RedisServer,
+    SparkServer,
+    postgres_server,
+    redis_server,
+    spark_server,
+)
 
 # Timing-based checks make a property test's verdict depend on the machine's load; the suite runs on 2 cores
 # beside real servers, so correctness is judged without them.
@@ -19,6 +26,13 @@ settings.load_profile("insights")
 def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server on a free port."""
     with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def spark_connect() -> Iterator[SparkServer]:
+    """A throwaway Spark Connect server (local[2]) on a free port; started once, ~10 s."""
+    with spark_server() as server:
         yield server
 
 

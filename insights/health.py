@@ -63,7 +63,7 @@ def _broker() -> None:
 
 
 def _warehouse() -> None:
-    engine = engine_from_url(settings.WAREHOUSE_URL)
+    engine = engine_from_url(settings.WAREHOUSE_URL, lake_path=settings.WAREHOUSE_LAKE_PATH)
     try:
         engine.ping()
     finally:

@@ -122,8 +122,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-# The warehouse holding the events (DuckDB file by default, or postgresql://...).
+# The warehouse holding the events (DuckDB file by default, or postgresql://..., or sc://host:15002: Spark).
 WAREHOUSE_URL = env_str("WAREHOUSE_URL", f"duckdb:///{VAR_DIR / 'warehouse.duckdb'}")
+# Spark only: the Parquet lake's root, as the Spark cluster sees it (a path, or s3a://bucket/prefix).
+WAREHOUSE_LAKE_PATH = env_str("WAREHOUSE_LAKE_PATH", str(VAR_DIR / "lake"))
 WAREHOUSE_MEMORY_LIMIT = env_str("WAREHOUSE_MEMORY_LIMIT", "1GB")
 WAREHOUSE_TEMP_DIR = env_str("WAREHOUSE_TEMP_DIR", str(VAR_DIR / "warehouse-tmp"))
 

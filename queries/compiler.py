@@ -34,6 +34,7 @@ unsorted, for the warehouse to aggregate (queries.summary_sql). Without `summary
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement, Unordered
 from exports.schema import Column, quote_identifier
@@ -61,17 +62,18 @@ _COMPARISONS = {Op.EQ: "=", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 
 
 class _Binder:
-    """Collects positional parameters in text order and hands out the dialect's placeholder for each."""
+    """Collects parameters in text order and hands out the dialect's placeholder for each (`:pN`, N its
+    position, in a "named" dialect)."""
 
-    __slots__ = ("params", "placeholder")
+    __slots__ = ("dialect", "params")
 
     def __init__(self, dialect: Dialect) -> None:
-        self.placeholder = dialect.placeholder()
+        self.dialect = dialect
         self.params: list[object] = []
 
     def bind(self, value: object) -> str:
         self.params.append(value)
-        return self.placeholder
+        return self.dialect.placeholder(len(self.params))
 
     def bind_list(self, values: Iterable[Scalar]) -> str:
         return ", ".join(self.bind(v) for v in values)
@@ -97,9 +99,9 @@ def query_compile(
     sort_keys = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
     params = tuple(binder.params)
     unordered = None
-    if (
-        query_spec.scope is None
-    ):  # a semi-join need not keep the scan's order: only plain scans may skip the sort
+    # A semi-join need not keep the scan's order: only plain scans may skip the sort. Named placeholders carry
+    # their position, which the keys' shorter parameter list would shift: such a dialect gets no unordered form.
+    if query_spec.scope is None and dialect.paramstyle != "named":
         unordered = Unordered(
             sql=f"SELECT {columns}, {sort_keys} {source}",
             keys_sql=f"SELECT {sort_keys} {source}",
@@ -203,11 +205,21 @@ def _alternatives_sql(alternatives: Iterable[tuple[str, tuple[Condition, ...]]],
     return terms[0] if len(terms) == 1 else f"({' OR '.join(terms)})"
 
 
-def _window_sql(window: Window, binder: _Binder) -> tuple[str, str]:
+def _window_sql(window: Window, binder: _Binder) -> tuple[str, ...]:
+    """The window on TimeStamp; in a lake partitioned by day (`Dialect.day_partition`), also its days, which
+    the rows in the window are within: what lets the engine skip every other day's files."""
     column = quote_identifier(TIME_FIELD)
     lower = ">=" if window.start_inclusive else ">"
     upper = "<=" if window.end_inclusive else "<"
-    return f"{column} {lower} {binder.bind(window.start)}", f"{column} {upper} {binder.bind(window.end)}"
+    bounds = f"{column} {lower} {binder.bind(window.start)}", f"{column} {upper} {binder.bind(window.end)}"
+    day = binder.dialect.day_partition
+    if day is None:
+        return bounds
+    # Timestamps have microseconds: an exclusive end at midnight leaves that day out.
+    end = window.end if window.end_inclusive else window.end - timedelta(microseconds=1)
+    days = quote_identifier(day)
+    first, last = binder.bind(window.start.date()), binder.bind(end.date())
+    return (*bounds, f"{days} >= {first}", f"{days} <= {last}")
 
 
 def _condition_sql(condition: Condition, binder: _Binder) -> str:

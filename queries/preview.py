@@ -172,7 +172,7 @@ def statement_rows(
 def preview_statement(query_spec: Query, *, customer_id: str, dialect: Dialect, limit: int) -> Statement:
     """The export's statement with `LIMIT n` (a bound value) after its ORDER BY, and on its unordered variant."""
     statement = query_compile(query_spec, customer_id=customer_id, dialect=dialect)
-    mark = dialect.placeholder()
+    mark = dialect.placeholder(len(statement.params) + 1)  # LIMIT's value: the last parameter
     unordered = statement.unordered
     if unordered is not None:
         unordered = Unordered(

@@ -80,7 +80,11 @@ def summary_statements(query_spec: Query, *, customer_id: str, dialect: Dialect)
         [
             (event, "event", ColumnType.STRING),
             (f"CAST(EXTRACT(HOUR FROM {timestamp}) AS {integer})", "hour", ColumnType.INTEGER),
-            (f"CAST(EXTRACT(ISODOW FROM {timestamp}) AS {integer})", "day", ColumnType.INTEGER),
+            (
+                f"CAST(EXTRACT({dialect.iso_weekday} FROM {timestamp}) AS {integer})",
+                "day",
+                ColumnType.INTEGER,
+            ),
             ("COUNT(*)", "rows", ColumnType.INTEGER),
         ],
         " GROUP BY " + ", ".join(quote_identifier(alias) for alias in ("event", "hour", "day")),

@@ -14,6 +14,7 @@ def warehouse_engine(*, read_only: bool = True) -> WarehouseEngine:
         read_only=read_only,
         memory_limit=settings.WAREHOUSE_MEMORY_LIMIT,
         temp_directory=settings.WAREHOUSE_TEMP_DIR,
+        lake_path=settings.WAREHOUSE_LAKE_PATH,
     )
 
 

@@ -7,11 +7,13 @@ session scope, NULL handling, output columns and order (TimeStamp, then load ord
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,6 +22,7 @@ import pyarrow as pa
 from exports.engines.base import EVENTS_TABLE, ROW_ID, WarehouseEngine
 from exports.engines.duckdb import MEMORY, DuckDBEngine
 from exports.engines.postgres import PostgresEngine
+from exports.engines.spark import SparkEngine
 from exports.schema import arrow_schema
 from exports.summary import SUMMARY_COLUMNS, SummaryCollector
 from queries.catalog import catalog
@@ -143,13 +146,18 @@ def engine_result(engine: WarehouseEngine, query: Query, *, customer_id: str) ->
 
 
 class Warehouses:
-    """A DuckDB (in memory, fresh per load) and a PostgreSQL warehouse holding the same rows."""
+    """A DuckDB (in memory, fresh per load) and a PostgreSQL warehouse holding the same rows; with `spark`
+    (a Spark Connect URL and a directory for lakes), a Spark warehouse too (a new lake per load)."""
 
-    def __init__(self, postgres_url: str) -> None:
+    def __init__(self, postgres_url: str, *, spark: tuple[str, Path] | None = None) -> None:
         self.postgres_url = postgres_url
         self.postgres = PostgresEngine(postgres_url, read_only=False)
         self.postgres.ensure_schema(catalog().warehouse_columns())
         self.duckdb = self._duckdb_fresh()
+        self.spark: SparkEngine | None = None
+        if spark is not None:
+            self._lakes = (spark[1] / f"lake-{n}" for n in itertools.count())
+            self.spark = SparkEngine(spark[0], lake_path=str(next(self._lakes)), read_only=False)
 
     @staticmethod
     def _duckdb_fresh() -> DuckDBEngine:
@@ -163,21 +171,31 @@ class Warehouses:
         self.duckdb = self._duckdb_fresh()
         with psycopg.connect(self.postgres_url, autocommit=True) as conn:
             conn.execute(f"DELETE FROM {EVENTS_TABLE}")  # on a few rows far quicker than TRUNCATE
+        if self.spark is not None:  # a new lake on the same session: no table until ensure_schema
+            self.spark.lake_path = str(next(self._lakes))
+            self.spark.ensure_schema(catalog().warehouse_columns())
         if rows:
             table = rows_table(rows)
             assert self.duckdb.load(table) == len(rows)
             assert self.postgres.load(table) == len(rows)
+            if self.spark is not None:
+                assert self.spark.load(table) == len(rows)
         return rows_number(rows)
 
     def results(self, query: Query, *, customer_id: str) -> dict[str, Result]:
-        return {
+        results = {
             "duckdb": engine_result(self.duckdb, query, customer_id=customer_id),
             "postgresql": engine_result(self.postgres, query, customer_id=customer_id),
         }
+        if self.spark is not None:
+            results["spark"] = engine_result(self.spark, query, customer_id=customer_id)
+        return results
 
     def close(self) -> None:
         self.duckdb.close()
         self.postgres.close()
+        if self.spark is not None:
+            self.spark.close()
 
 
 def engine_export_summary(

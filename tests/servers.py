@@ -205,3 +205,60 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         _stop(process)
         shutil.rmtree(base, ignore_errors=True)
+
+
+SPARK_VERSION = "4.2.0"  # the server's pyspark: the same version as requirements.txt's pyspark-client
+SPARK_HOME = Path(__file__).resolve().parent.parent / "var" / "spark-server" / "pyspark"
+SPARK_CONNECT_SERVER = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+@dataclass
+class SparkServer:
+    port: int
+    work: Path  # a scratch directory the server can write: lakes for tests go under it
+
+    @property
+    def url(self) -> str:
+        return f"sc://127.0.0.1:{self.port}"
+
+
+def _spark_submit() -> str:
+    """The full pyspark's spark-submit (`make spark-server`), and java (`make jdk`): fail naming the target."""
+    submit = SPARK_HOME / "bin" / "spark-submit"
+    if not submit.exists():
+        pytest.fail("the Spark server is not installed: run `make spark-server` first", pytrace=False)
+    require_binary("java", "jdk")
+    return str(submit)
+
+
+@contextlib.contextmanager
+def spark_server() -> Iterator[SparkServer]:
+    """A Spark Connect server (local[2]) on a free loopback port, its scratch files in a temporary directory."""
+    submit = _spark_submit()
+    base = Path(tempfile.mkdtemp(prefix="insights-spark-"))
+    port = free_port()
+    confs = {
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        "spark.local.dir": str(base / "local"),
+        "spark.sql.warehouse.dir": str(base / "warehouse"),
+        "spark.driver.memory": "1g",
+        "spark.sql.shuffle.partitions": "2",  # tests read a few rows: two tasks, not 200
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
+    }
+    command = [submit, "--class", SPARK_CONNECT_SERVER, "--master", "local[2]", "--name", "insights-tests"]
+    for key, value in confs.items():
+        command += ["--conf", f"{key}={value}"]
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOG_DIR": str(base)}
+    with open(base / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [*command, "spark-internal"], cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for_port(port, timeout=120, process=process)
+        (base / "lakes").mkdir()
+        yield SparkServer(port=port, work=base / "lakes")
+    finally:
+        _stop(process)
+        shutil.rmtree(base, ignore_errors=True)

@@ -28,12 +28,19 @@ ENGINES: dict[str, str] = {
     "duckdb": "exports.engines.duckdb:DuckDBEngine",
     "postgresql": "exports.engines.postgres:PostgresEngine",
     "postgres": "exports.engines.postgres:PostgresEngine",
+    "sc": "exports.engines.spark:SparkEngine",  # Spark Connect over a Parquet lake (WAREHOUSE_LAKE_PATH)
 }
 
 
 class _EngineFactory(Protocol):
     def from_url(
-        self, url: str, *, read_only: bool, memory_limit: str | None, temp_directory: str | None
+        self,
+        url: str,
+        *,
+        read_only: bool,
+        memory_limit: str | None,
+        temp_directory: str | None,
+        lake_path: str | None,
     ) -> WarehouseEngine: ...
 
 
@@ -54,15 +61,22 @@ def engine_from_url(
     read_only: bool = True,
     memory_limit: str | None = None,
     temp_directory: str | None = None,
+    lake_path: str | None = None,
 ) -> WarehouseEngine:
-    """An engine for `url` (`duckdb:///abs/path`, `duckdb://:memory:`, `postgresql://...`); connects lazily.
+    """An engine for `url` (`duckdb:///abs/path`, `duckdb://:memory:`, `postgresql://...`, `sc://host:15002`);
+    connects lazily.
 
     Workers keep the default `read_only=True`; only loaders write. `memory_limit`/`temp_directory` bound an
-    embedded engine's memory and say where its large sorts spill; a server engine ignores them.
+    embedded engine's memory and say where its large sorts spill; a server engine ignores them. `lake_path`
+    is where a lake engine (Spark) keeps its Parquet files; the others ignore it.
     """
     factory = cast(_EngineFactory, engine_class(url))
     return factory.from_url(
-        url, read_only=read_only, memory_limit=memory_limit, temp_directory=temp_directory
+        url,
+        read_only=read_only,
+        memory_limit=memory_limit,
+        temp_directory=temp_directory,
+        lake_path=lake_path,
     )
 
 

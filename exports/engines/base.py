@@ -26,10 +26,17 @@ class Dialect:
     """What differs between engines in the SQL the compiler writes."""
 
     name: str
-    paramstyle: str  # "qmark" (?) or "format" (%s)
+    paramstyle: str  # "qmark" (?), "format" (%s) or "named" (:p1, :p2, ...: the parameter's 1-based position)
     type_names: dict[str, str]  # ColumnType value -> SQL type name
+    # A lake partitioned by day: the column holding TimeStamp's UTC date, which the compiler bounds by the
+    # window's days too, so that the engine reads only those days' partitions (None: no such column).
+    day_partition: str | None = None
+    iso_weekday: str = "ISODOW"  # the EXTRACT field of the ISO weekday (1 = Monday)
 
-    def placeholder(self) -> str:
+    def placeholder(self, position: int = 1) -> str:
+        """The placeholder of the statement's `position`-th parameter (1-based; only "named" uses it)."""
+        if self.paramstyle == "named":
+            return f":p{position}"
         return "?" if self.paramstyle == "qmark" else "%s"
 
 
@@ -48,7 +55,8 @@ class Unordered:
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    """A compiled query: SQL text, its positional parameters and the output columns, in order.
+    """A compiled query: SQL text, its parameters in order (a "named" dialect's `:pN` is `params[N - 1]`) and the
+    output columns, in order.
 
     `unordered`, when present, is the same query without its ORDER BY (see Unordered): an engine may run it
     instead when it can check that the rows come in (TimeStamp, _row_id) order anyway."""

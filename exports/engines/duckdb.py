@@ -93,7 +93,13 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
 
     @classmethod
     def from_url(
-        cls, url: str, *, read_only: bool, memory_limit: str | None, temp_directory: str | None
+        cls,
+        url: str,
+        *,
+        read_only: bool,
+        memory_limit: str | None,
+        temp_directory: str | None,
+        lake_path: str | None = None,  # a lake engine's setting
     ) -> DuckDBEngine:
         return cls(
             duckdb_path(url), read_only=read_only, memory_limit=memory_limit, temp_directory=temp_directory

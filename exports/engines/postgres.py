@@ -66,7 +66,13 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
 
     @classmethod
     def from_url(
-        cls, url: str, *, read_only: bool, memory_limit: str | None, temp_directory: str | None
+        cls,
+        url: str,
+        *,
+        read_only: bool,
+        memory_limit: str | None,
+        temp_directory: str | None,
+        lake_path: str | None = None,  # a lake engine's setting
     ) -> PostgresEngine:
         # memory_limit / temp_directory bound an embedded engine; the server's own settings govern PostgreSQL.
         return cls(url, read_only=read_only)

@@ -26,6 +26,7 @@ def warehouse_loader(url: str | None = None, *, events_catalog: Catalog | None =
         read_only=False,
         memory_limit=settings.WAREHOUSE_MEMORY_LIMIT,
         temp_directory=settings.WAREHOUSE_TEMP_DIR,
+        lake_path=settings.WAREHOUSE_LAKE_PATH,
     )
     try:
         engine.ensure_schema((events_catalog or catalog()).warehouse_columns())

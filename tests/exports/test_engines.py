@@ -1,4 +1,5 @@
-"""Warehouse engines through their interface: DuckDB on a temporary file, PostgreSQL on the test server."""
+"""Warehouse engines through their interface: DuckDB on a temporary file, PostgreSQL and Spark (a Parquet lake in a
+temporary directory) on the test servers."""
 
 from __future__ import annotations
 
@@ -44,7 +45,10 @@ SAMPLES: dict[ColumnType, list[Any]] = {
 
 
 def _rows() -> list[dict[str, Any]]:
-    return [{c.name: SAMPLES[c.type][i] for c in COLUMNS} for i in range(4)]
+    rows = [{c.name: SAMPLES[c.type][i] for c in COLUMNS} for i in range(4)]
+    # A lake keeps CustomerId as a directory name, where "" and NULL are one: Spark refuses "" (tested below).
+    rows[1]["CustomerId"] = "customer 😀/\\'\"=%"
+    return rows
 
 
 def _table(rows: list[dict[str, Any]], columns: tuple[Column, ...] = COLUMNS) -> pa.Table:
@@ -71,17 +75,25 @@ def _fetch(engine: WarehouseEngine, statement: Statement, batch_rows: int = 65_5
     return out
 
 
-@pytest.fixture(params=["duckdb", "postgresql"])
+@pytest.fixture(params=["duckdb", "postgresql", "spark"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "duckdb":
         return f"duckdb://{tmp_path / 'warehouse.duckdb'}"
+    if request.param == "spark":
+        return str(request.getfixturevalue("spark_connect").url)
     server = request.getfixturevalue("postgres")
     return str(server.create_database(f"engines_{next(_databases)}"))
 
 
 @pytest.fixture
-def writer(url: str) -> Iterator[WarehouseEngine]:
-    engine = engine_from_url(url, read_only=False)
+def lake(tmp_path: Path) -> str:
+    """The Spark engine's lake (the server runs on this machine); the other engines ignore it."""
+    return str(tmp_path / "lake")
+
+
+@pytest.fixture
+def writer(url: str, lake: str) -> Iterator[WarehouseEngine]:
+    engine = engine_from_url(url, read_only=False, lake_path=lake)
     engine.ensure_schema(COLUMNS)
     yield engine
     engine.close()
@@ -97,8 +109,8 @@ def test_every_type_round_trips_with_nulls(writer: WarehouseEngine) -> None:
 
 def test_bound_parameters_compare_exactly(writer: WarehouseEngine) -> None:
     writer.load(_table(_rows()))
-    mark = writer.dialect.placeholder()
-    where = f'WHERE "Duration" = {mark} AND "TimeStamp" = {mark} AND "Ani" = {mark}'
+    mark = writer.dialect.placeholder
+    where = f'WHERE "Duration" = {mark(1)} AND "TimeStamp" = {mark(2)} AND "Ani" = {mark(3)}'
     params = (0.30000000000000004, SAMPLES[ColumnType.TIMESTAMP][0], SAMPLES[ColumnType.STRING][0])
     assert [row["_row_id"] for row in _fetch(writer, _select(writer, where=where, params=params))] == [1]
 
@@ -150,13 +162,13 @@ def test_postgres_load_failing_mid_copy_leaves_the_table_unchanged(
     engine.close()
 
 
-def test_read_only_engine_reads_and_refuses_to_write(url: str) -> None:
-    writer = engine_from_url(url, read_only=False)
+def test_read_only_engine_reads_and_refuses_to_write(url: str, lake: str) -> None:
+    writer = engine_from_url(url, read_only=False, lake_path=lake)
     writer.ensure_schema(COLUMNS)
     writer.load(_table(_rows()))
     writer.close()  # DuckDB: one read-write process per file
 
-    reader = engine_from_url(url)  # read-only by default
+    reader = engine_from_url(url, lake_path=lake)  # read-only by default
     try:
         assert len(_fetch(reader, _select(reader))) == 4
         with pytest.raises(WarehouseError, match="read-only"):
@@ -184,6 +196,8 @@ def _long_statement(engine: WarehouseEngine) -> Statement:
         sql = (
             f'SELECT count(*) AS "n" FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = {mark}'
         )
+    elif engine.dialect.name == "spark":
+        sql = f'SELECT count(*) AS "n" FROM range(100000000000000) WHERE id = {mark}'
     else:
         sql = f'SELECT count(*) AS "n" FROM generate_series(1, 100000000000) a WHERE a = {mark}'
     return Statement(

@@ -1,5 +1,6 @@
-"""The one-scan shape on both engines, for the cases a sorted scan with CASE columns could get wrong: a sort
-key that is also an output column empty for some events, ties across events, and typed empties."""
+"""The one-scan shape on every engine (DuckDB, PostgreSQL, Spark), for the cases a sorted scan with CASE columns
+could get wrong: a sort key that is also an output column empty for some events, ties across events, and typed
+empties."""
 
 from __future__ import annotations
 
@@ -28,8 +29,11 @@ ROWS: list[Row] = [
 
 
 @pytest.fixture(scope="module")
-def warehouses(postgres: Any) -> Iterator[tuple[Warehouses, list[Row]]]:
-    warehouses = Warehouses(postgres.create_database("compiler_engines"))
+def warehouses(
+    postgres: Any, spark_connect: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Warehouses, list[Row]]]:
+    spark = (spark_connect.url, tmp_path_factory.mktemp("compiler_engines"))
+    warehouses = Warehouses(postgres.create_database("compiler_engines"), spark=spark)
     rows = warehouses.load(ROWS)
     yield warehouses, rows
     warehouses.close()
@@ -41,7 +45,9 @@ def _results(warehouses: tuple[Warehouses, list[Row]], body: dict[str, Any]) -> 
     query = query_validate(body)
     expected = reference_evaluate(query, rows, customer_id="c1")
     out = []
-    for engine, result in engines.results(query, customer_id="c1").items():
+    results = engines.results(query, customer_id="c1")
+    assert sorted(results) == ["duckdb", "postgresql", "spark"]
+    for engine, result in results.items():
         assert result == expected, engine
         out.append(result.rows)
     return out

@@ -1,5 +1,7 @@
-"""Property: for random catalog-shaped rows and random valid query bodies, DuckDB and PostgreSQL both return
+"""Property: for random catalog-shaped rows and random valid query bodies, DuckDB, PostgreSQL and Spark all return
 exactly the reference evaluator's columns and rows, in the same order.
+
+Spark runs fewer examples (SPARK_EXAMPLES): each costs it a load and a query of about a second.
 
 Rows are drawn from small pools (two customers, three sessions, a dozen timestamps with ties at the window's
 edges, values that compare interestingly by code point) so conditions, scope and NULL rules all bite.
@@ -164,4 +166,35 @@ def test_engines_return_exactly_the_reference_rows(
     loaded = warehouses.load(draw.draw(rows(tuple(body["data"]), customer_id), label="rows"))
     expected = reference_evaluate(query, loaded, customer_id=customer_id)
     for engine, result in warehouses.results(query, customer_id=customer_id).items():
+        assert result == expected, engine
+
+
+SPARK_EXAMPLES = 15
+
+
+@pytest.fixture(scope="module")
+def with_spark(
+    postgres: Any, spark_connect: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouses]:
+    spark = (spark_connect.url, tmp_path_factory.mktemp("engine_reference"))
+    warehouses = Warehouses(postgres.create_database("engine_reference_spark"), spark=spark)
+    yield warehouses
+    warehouses.close()
+
+
+@settings(
+    max_examples=SPARK_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(body=bodies(), draw=st.data(), customer_id=st.sampled_from(CUSTOMERS))
+def test_spark_returns_exactly_the_reference_rows(
+    with_spark: Warehouses, body: dict[str, Any], draw: st.DataObject, customer_id: str
+) -> None:
+    query = query_validate(body)
+    loaded = with_spark.load(draw.draw(rows(tuple(body["data"]), customer_id), label="rows"))
+    expected = reference_evaluate(query, loaded, customer_id=customer_id)
+    results = with_spark.results(query, customer_id=customer_id)
+    assert "spark" in results
+    for engine, result in results.items():
         assert result == expected, engine
