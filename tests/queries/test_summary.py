@@ -186,6 +186,31 @@ def test_hand_checked_summaries(warehouses: Warehouses, case: str) -> None:
         assert_same_summary(engine_warehouse_summary(engine, query, customer_id="c1"), expected)
 
 
+@pytest.fixture(scope="module")
+def with_spark(
+    postgres: Any, spark_connect: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Warehouses]:
+    spark = (spark_connect.url, tmp_path_factory.mktemp("summary_spark"))
+    warehouses = Warehouses(postgres.create_database("summary_spark"), spark=spark)
+    yield warehouses
+    warehouses.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", list(CASES))
+def test_hand_checked_summaries_on_spark(with_spark: Warehouses, case: str) -> None:
+    """The same figures through the Spark engine: its batches counted by the export's collector, and its own
+    aggregates (DAYOFWEEK_ISO for the weekday, the day partitions bounded like the rows)."""
+    data, body, expected = CASES[case]
+    query = query_validate(body)
+    loaded = with_spark.load(data)
+    assert with_spark.spark is not None
+    shown, summary = engine_export_summary(with_spark.spark, query, customer_id="c1", sizes=[2, 5])
+    assert shown == reference_evaluate(query, loaded, customer_id="c1")
+    assert_same_summary(summary, expected)
+    assert_same_summary(engine_warehouse_summary(with_spark.spark, query, customer_id="c1"), expected)
+
+
 # -- random queries over random rows ---------------------------------------------------------------------
 
 # The shared strategies draw timestamps from five minutes of one day; spread them (in order) over three days
