@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from exports.schema import ColumnType
 from queries.catalog import catalog
+from queries.preview import preview_statement, statement_rows
 from queries.validation import query_validate
 from tests.reference import Row, Warehouses, reference_evaluate
 
@@ -198,3 +199,8 @@ def test_spark_returns_exactly_the_reference_rows(
     assert "spark" in results
     for engine, result in results.items():
         assert result == expected, engine
+    # The preview's statement (LIMIT a bound :pN after the ORDER BY) on the same lake: the first rows.
+    assert with_spark.spark is not None
+    limit = draw.draw(st.integers(1, 6), label="preview limit")
+    preview = preview_statement(query, customer_id=customer_id, dialect=with_spark.spark.dialect, limit=limit)
+    assert statement_rows(with_spark.spark, preview, limit=limit) == expected.rows[:limit]
