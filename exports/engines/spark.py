@@ -146,14 +146,14 @@ class SparkEngine(SessionEngine["SparkSession"]):
         threading.Thread(target=self._interrupt_tag, args=(conn, tag), daemon=True).start()
 
     def _interrupt_tag(self, conn: SparkSession, tag: str) -> None:
-        """Interrupt the tagged operation, again a few times while it still runs: the first interrupt can
-        arrive before the server has registered it."""
-        for pause in (0.0, *_INTERRUPT_RETRIES):
-            threading.Event().wait(pause)
-            if self._tag != tag:
-                return
+        """Interrupt the tagged operation, and again while execute() still runs it: an interrupt can arrive
+        before the server has registered the operation (on a loaded machine, seconds later), and is then lost.
+        Ends when execute() lets go of the tag."""
+        pauses = iter(_INTERRUPT_RETRIES)
+        while self._tag == tag:
             with contextlib.suppress(Exception):
                 conn.interruptTag(tag)
+            threading.Event().wait(next(pauses, _INTERRUPT_RETRIES[-1]))
 
     def close(self) -> None:
         with self._lock:
@@ -198,10 +198,11 @@ class SparkEngine(SessionEngine["SparkSession"]):
         spark = self._connection()
         tag = f"insights-{uuid.uuid4().hex}"
         try:
-            self._raise_if_canceled()
             self._tag = tag
             spark.addTag(tag)
             try:
+                # After the tag is set: a cancel() before it found no tag to interrupt, and is caught here.
+                self._raise_if_canceled()
                 for table in self._tables(spark, statement):
                     for batch in table.to_batches(max_chunksize=batch_rows):
                         self._raise_if_canceled()
