@@ -190,14 +190,16 @@ def test_read_only_engine_reads_and_refuses_to_write(url: str, lake: str) -> Non
 
 
 def _long_statement(engine: WarehouseEngine) -> Statement:
-    """A statement that would run for hours: a 10^12-row cross join (DuckDB) or a 10^11-row series."""
+    """A statement that would run for hours: a 10^12-row cross join (DuckDB) or a 10^11-row series; on Spark
+    2 * 10^10 rows (seconds to a minute on local[2]): a canceled job's running tasks may finish their work
+    before they notice, and the engine's next statement would wait for the cores they hold."""
     mark = engine.dialect.placeholder()
     if engine.dialect.name == "duckdb":
         sql = (
             f'SELECT count(*) AS "n" FROM range(1000000) a, range(1000000) b WHERE a.range + b.range = {mark}'
         )
     elif engine.dialect.name == "spark":
-        sql = f'SELECT count(*) AS "n" FROM range(100000000000000) WHERE id = {mark}'
+        sql = f'SELECT count(*) AS "n" FROM range(20000000000) WHERE id = {mark}'
     else:
         sql = f'SELECT count(*) AS "n" FROM generate_series(1, 100000000000) a WHERE a = {mark}'
     return Statement(
