@@ -4,8 +4,12 @@ Modes, each running the compiled statement of the query body it is given, with t
 is given and a spill directory of its own:
 
 - `worker`: this product's worker path, engine.execute -> write_csv_gzip_parts -> parts staged into a
-  LocalStorage publication as they finish -> commit;
-- `copy_csv`: DuckDB's own `COPY (<sql>) TO 'x.csv' (HEADER)`, the serialisation floor;
+  LocalStorage publication as they finish -> commit (the engine skips the sort when the scan is in order);
+- `worker_sorted`: the same, with the statement's unordered form removed, so the engine sorts as it must
+  for a query whose scan is not in order;
+- `copy_csv`: DuckDB's own `COPY (<sql>) TO 'x.csv' (HEADER)`, the serialisation floor of a query that sorts;
+- `copy_csv_unsorted`: the same COPY of the query without its ORDER BY (the statement's unordered form, its
+  sort keys left out): the floor of a worker that skipped the sort, the same work;
 - `copy_gzip`: DuckDB's own `COPY (<sql>) TO 'x.csv.gz' (HEADER, COMPRESSION gzip)`.
 
 The timed span starts before the warehouse is opened and ends once the files are in place (published, for
@@ -16,6 +20,7 @@ the baselines compare. Prints one JSON object (see `Measurement`) as its last li
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -26,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-MODES = ("worker", "copy_csv", "copy_gzip")
+MODES = ("worker", "worker_sorted", "copy_csv", "copy_csv_unsorted", "copy_gzip")
 # The window of a benchmark query may span the whole warehouse; the product's 31-day default still applies
 # to customers, not here.
 BENCH_MAX_WINDOW = timedelta(days=3650)
@@ -41,6 +46,9 @@ class Measurement:
     file_bytes: int  # what ended up on disk
     baseline_rss_mb: float  # resident before the timed span (interpreter, Django, pyarrow, duckdb)
     peak_rss_mb: float  # the process's high-water mark at the end (VmHWM)
+    # CPU seconds of every thread of the process over the timed span: on a shared machine, where other work
+    # stretches the wall time, the figure that says whether two runs did the same work (-1: not measured).
+    cpu_seconds: float = -1.0
 
 
 def rss_mb(field: str = "VmHWM") -> float:
@@ -67,25 +75,29 @@ def probe_run(
     from queries.compiler import query_compile
     from queries.validation import query_validate
 
+    worker = mode in ("worker", "worker_sorted")
     # The worker's statement carries the hidden summary columns, as a submitted query's plan does.
     statement = query_compile(
         query_validate(body, max_window=BENCH_MAX_WINDOW),
         customer_id=customer,
         dialect=DuckDBEngine.dialect,
-        summary=mode == "worker",
+        summary=worker,
     )
+    if mode == "worker_sorted":
+        statement = dataclasses.replace(statement, unordered=None)
     spill = out / "duckdb-tmp"
     baseline = rss_mb("VmRSS")
-    started = time.perf_counter()
-    if mode == "worker":
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if worker:
         rows, csv_bytes, file_bytes = _worker_path(warehouse, statement, out, memory_limit, spill, part_bytes)
     else:
+        sql = _unsorted_sql(statement) if mode == "copy_csv_unsorted" else statement.sql
         rows, file_bytes = _duckdb_copy(
-            warehouse, statement, out, memory_limit, spill, gzip=mode == "copy_gzip"
+            warehouse, sql, statement.params, out, memory_limit, spill, gzip=mode == "copy_gzip"
         )
         csv_bytes = 0 if mode == "copy_gzip" else file_bytes
-    seconds = time.perf_counter() - started
-    return Measurement(mode, seconds, rows, csv_bytes, file_bytes, baseline, rss_mb("VmHWM"))
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    return Measurement(mode, seconds, rows, csv_bytes, file_bytes, baseline, rss_mb("VmHWM"), cpu_seconds)
 
 
 def _worker_path(
@@ -154,8 +166,23 @@ class _Unattended:
         pass
 
 
+def _unsorted_sql(statement: Any) -> str:
+    """The statement without its ORDER BY: its unordered form, the two trailing sort keys left out."""
+    if statement.unordered is None:
+        raise ValueError("this query has no unordered form (its scan may not keep the sort order)")
+    positions = ", ".join(f"#{index + 1}" for index in range(len(statement.columns)))
+    return f"SELECT {positions} FROM ({statement.unordered.sql})"
+
+
 def _duckdb_copy(
-    warehouse: Path, statement: Any, out: Path, memory_limit: str, spill: Path, *, gzip: bool
+    warehouse: Path,
+    sql: str,
+    params: Any,
+    out: Path,
+    memory_limit: str,
+    spill: Path,
+    *,
+    gzip: bool,
 ) -> tuple[int, int]:
     import duckdb
 
@@ -169,7 +196,7 @@ def _duckdb_copy(
     try:
         # The target is our own temporary path, quoted as a SQL string literal; the values stay bound.
         literal = "'" + str(target).replace("'", "''") + "'"
-        result = conn.execute(f"COPY ({statement.sql}) TO {literal} {options}", list(statement.params))
+        result = conn.execute(f"COPY ({sql}) TO {literal} {options}", list(params))
         ((rows,),) = result.fetchall()
     finally:
         conn.close()

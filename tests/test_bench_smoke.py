@@ -1,4 +1,4 @@
-"""The benchmark sections of issues 3 and 6 run at a tiny size and print well-formed BENCH lines.
+"""The benchmark sections of issues 3, 6 and 15 run at a tiny size and print well-formed BENCH lines.
 
 Speed is never judged here (`make bench` measures it); what is checked is that every section runs end to end
 against the real pieces (DuckDB, gunicorn, wrk, Redis, Celery) and reports the figures it promises, with the
@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from bench import bundle, export, formats, latency, polling
-from bench.memory_probe import rss_mb
+from bench import bundle, export, formats, latency, polling, pruning
+from bench.memory_probe import probe_run, rss_mb
 from bench.report import Report
 
 LINE = re.compile(
@@ -84,6 +85,7 @@ def test_peak_rss_is_at_least_the_current_rss() -> None:
 def test_export_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("BENCH_ROWS", "3000")
     monkeypatch.setenv("BENCH_MEMORY_ROWS", "1000,3000")
+    monkeypatch.setenv("BENCH_EXPORT_REPEATS", "1")
     monkeypatch.delenv("BENCH_EXPORT_WAREHOUSE", raising=False)
     figures = _section(export.run, capsys)
     assert float(figures["export_rows"]["value"]) == 3000
@@ -91,16 +93,79 @@ def test_export_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     assert float(figures["worker_rows[3000_rows]"]["value"]) == 3000
     for name in (
         "export_seconds[worker_path]",
+        "export_seconds[worker_path_sorted]",
         "export_seconds[duckdb_copy_gzip]",
+        "export_cpu_seconds[worker_path]",
+        "export_cpu_seconds[worker_path_sorted]",
         "worker_peak_rss[3000_rows]",
     ):
         assert figures[name]["ratio"] is not None, name
-    for name in (
-        "export_peak_rss[worker_path]",
-        "export_peak_rss[duckdb_copy_csv]",
+    # Each worker path is held against the COPY doing its work: unsorted for the in-order scan.
+    assert "without ORDER BY" in figures["export_seconds[worker_path]"]["anchor"]
+    assert "as compiled" in figures["export_seconds[worker_path_sorted]"]["anchor"]
+    runs = ("worker_path", "worker_path_sorted", "duckdb_copy_csv", "duckdb_copy_csv_unsorted")
+    for name in [f"export_peak_rss[{run}]" for run in runs] + [
         "export_seconds[duckdb_copy_csv]",
-    ):
+        "export_seconds[duckdb_copy_csv_unsorted]",
+        "export_cpu_seconds[duckdb_copy_csv_unsorted]",
+    ]:
         assert float(figures[name]["value"]) > 0, name
+
+
+def test_unsorted_copy_anchor_writes_the_sorted_copy_bytes(tmp_path: Path) -> None:
+    """The anchor without ORDER BY does the same query's work: on this in-order warehouse its CSV is the
+    sorted COPY's, byte for byte (same rows, columns and order), and the worker's row count."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    export.warehouse_build(warehouse, event_rows=2000)
+    body = export.export_query_body(export.window_end(warehouse, 1500))
+    written: dict[str, bytes] = {}
+    for mode in ("copy_csv", "copy_csv_unsorted", "worker"):
+        out = tmp_path / mode
+        out.mkdir()
+        measurement = probe_run(
+            mode=mode,
+            warehouse=warehouse,
+            body=body,
+            customer=export.CUSTOMER,
+            out=out,
+            memory_limit="256MB",
+            part_bytes=1 << 20,
+        )
+        assert measurement.rows == 1500, mode
+        if mode != "worker":  # the worker writes gzip parts; its row count is what it is held to here
+            written[mode] = (out / "copy.csv").read_bytes()
+    assert written["copy_csv_unsorted"] == written["copy_csv"]
+    assert written["copy_csv"].count(b"\n") == 1 + 1500  # the header and the rows
+
+
+def test_pruning_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BENCH_WAREHOUSE_ROWS", "50000")
+    monkeypatch.setenv("BENCH_PRUNING_ROUNDS", "3")
+    monkeypatch.setenv("BENCH_PRUNING_BATCH", "2")
+    figures = _section(pruning.run, capsys)
+    alone, shared = (float(figures[f"warehouse_rows[{side}]"]["value"]) for side in pruning.SIDES)
+    assert 0 < alone * 20 < shared  # one customer of fifty
+    assert float(figures["one_day_query_rows"]["value"]) > 0  # the same count from both, or the run fails
+    for side in pruning.SIDES:
+        scanned = float(figures[f"row_groups_scanned[{side}]"]["value"])
+        assert 1 <= scanned <= float(figures[f"row_groups_total[{side}]"]["value"])
+    assert "3 paired rounds of 2" in figures["one_day_query[50_customers]"]["anchor"]
+    assert figures["one_day_query_best[50_customers]"]["ratio"] is not None
+    assert float(figures["one_day_query_ratio[q1]"]["value"]) <= float(
+        figures["one_day_query_ratio[q3]"]["value"]
+    )
+
+
+def test_paired_rounds_ratio_is_the_median_of_each_rounds_ratio() -> None:
+    paired = pruning.Paired(alone=[1.0, 2.0, 4.0, 1.0, 1.0], shared=[1.0, 2.2, 4.8, 1.3, 2.0])
+    assert paired.ratios == pytest.approx([1.0, 1.1, 1.2, 1.3, 2.0])
+    assert paired.ratio_quartiles() == pytest.approx((1.1, 1.2, 1.3))
+
+
+def test_pruning_sizes_need_two_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_PRUNING_ROUNDS", "1")
+    with pytest.raises(ValueError, match="at least 2"):
+        pruning.run(Report())
 
 
 def test_formats_section(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
