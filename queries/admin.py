@@ -52,36 +52,6 @@ class QueryRequestAdmin(admin.ModelAdmin):
     list_select_related = ("customer",)
     date_hierarchy = "submitted_at"
     actions = ("cancel_queries", "rerun_queries", "redeliver_queries", "delete_results")
-    readonly_fields = (
-        "guid",
-        "customer",
-        "status",
-        "messages",
-        "author",
-        "description",
-        "filename",
-        "effective_output",
-        "destination_shown",
-        "pretty_export",
-        "pretty_body",
-        "fingerprint",
-        "pretty_plan",
-        "submitted",
-        "started",
-        "finished",
-        "duration",
-        "attempts",
-        "lease_until",
-        "enqueued",
-        "cancel_requested",
-        "progress_rows",
-        "progress_bytes",
-        "row_count",
-        "part_links",
-        "manifest_path",
-        "first_rows",
-        "pretty_summary",
-    )
     exclude = ("body", "plan", "files", "publication", "output", "summary")
     fieldsets = (
         (None, {"fields": ("customer", "status", "messages")}),  # the guid is the page's title
@@ -129,6 +99,9 @@ class QueryRequestAdmin(admin.ModelAdmin):
             },
         ),
     )
+
+    # Every field shown is read-only (the guid is the page's title): derived, so the two lists cannot drift.
+    readonly_fields = ("guid", *(str(name) for _, options in fieldsets for name in options["fields"]))
 
     change_list_template = "admin/queries/change_list_live_link.html"
 
