@@ -223,6 +223,24 @@ class SummaryCollector:
         self._duration_min = low if self._duration_min is None else min(self._duration_min, low)
         self._duration_max = high if self._duration_max is None else max(self._duration_max, high)
 
+    def merge(self, other: SummaryCollector) -> None:
+        """Add what `other` counted (the summary of another slice of the same export: queries.slice_runs), as
+        if its batches had been added here. The duration sum adds the other's sum: merging in slice order
+        gives the same figures whoever counted the slices."""
+        self._rows += other._rows
+        self._events.merge(other._events)
+        self._sessions.merge(other._sessions)
+        self._originators.merge(other._originators)
+        self._first = _least(self._first, other._first)
+        self._last = _greatest(self._last, other._last)
+        self._hours += other._hours
+        self._days += other._days
+        self._duration_count += other._duration_count
+        self._duration_sum += other._duration_sum
+        self._duration_min = _least(self._duration_min, other._duration_min)
+        self._duration_max = _greatest(self._duration_max, other._duration_max)
+        self._reasons.merge(other._reasons)
+
     @property
     def nbytes(self) -> int:
         """Bytes of state held (the large parts: hashes, sketches, value counts)."""
@@ -250,6 +268,14 @@ class SummaryCollector:
                 reasons=self._reasons.top(TOP_REASONS),
             )
         )
+
+
+def _least(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _greatest(a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else max(a, b)
 
 
 class ValueCounts:
@@ -297,6 +323,14 @@ class ValueCounts:
     def approximate(self) -> bool:
         self._merge()
         return self._approximate
+
+    def merge(self, other: ValueCounts) -> None:
+        """Add another's counts (approximate if either was)."""
+        other._merge()
+        self._approximate = self._approximate or other._approximate
+        self._pending.append(other._table)
+        self._pending_rows += other._table.num_rows
+        self._merge()
 
     @staticmethod
     def _ranked(table: pa.Table) -> pa.Table:
@@ -347,6 +381,24 @@ class DistinctCount:
         self._pending_size += len(hashes)
         if self._pending_size >= self._limit:
             self._merge()
+
+    def merge(self, other: DistinctCount) -> None:
+        """Add the values another counted: the union of the two sets, or of the two sketches (if either has one)."""
+        other._merge()
+        if other._sketch is not None:
+            self._merge()
+            if self._sketch is None:
+                self._sketch = HyperLogLog()
+                self._sketch.add(self._seen)
+                self._seen = np.empty(0, np.uint64)
+            self._sketch.merge(other._sketch)
+            return
+        if self._sketch is not None:
+            self._sketch.add(other._seen)
+            return
+        self._pending.append(other._seen)
+        self._pending_size += len(other._seen)
+        self._merge()
 
     def _merge(self) -> None:
         if not self._pending:
@@ -400,6 +452,10 @@ class HyperLogLog:
         _, bits = np.frexp(rest.astype(np.float64))
         rank = (width + 1 - bits).astype(np.uint8)  # leading zeros in `width` bits, plus one
         np.maximum.at(self._registers, index, rank)
+
+    def merge(self, other: HyperLogLog) -> None:
+        """The sketch of both sets: each register's maximum."""
+        np.maximum(self._registers, other._registers, out=self._registers)
 
     def estimate(self) -> int:
         m = len(self._registers)

@@ -151,6 +151,10 @@ PREVIEW_PER_MINUTE = env_int("PREVIEW_PER_MINUTE", 60, minimum=1)
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
 # Finished parts that may wait on local disk for their upload while the next one is written (at least 1).
 EXPORT_PARTS_IN_FLIGHT = env_int("EXPORT_PARTS_IN_FLIGHT", 2, minimum=1)
+# One query, many workers: an export of more rows than this is cut by TimeStamp into slices that workers write
+# at once (0: never cut), into at most EXPORT_MAX_SLICES slices.
+EXPORT_SPLIT_ROWS = env_int("EXPORT_SPLIT_ROWS", 5_000_000, minimum=0)
+EXPORT_MAX_SLICES = env_int("EXPORT_MAX_SLICES", 16, minimum=1, maximum=1024)
 EXPORT_LOCAL_DIR = Path(env_str("EXPORT_LOCAL_DIR", str(VAR_DIR / "exports")))
 EXPORT_GZIP_LEVEL = env_int("EXPORT_GZIP_LEVEL", 1, minimum=0, maximum=3)  # ISA-L levels (zlib: the same)
 # Delivery: transient storage failures are retried this many times, with exponential backoff from the base.

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Statement, Unordered
-from exports.schema import Column, quote_identifier
+from exports.schema import Column, ColumnType, quote_identifier
 from exports.summary import SUMMARY_COLUMNS
 from queries.catalog import Field
 from queries.spec import Condition, Op, Query, Scalar, Scope, Window
@@ -46,6 +46,7 @@ CUSTOMER_FIELD = "CustomerId"
 EVENT_FIELD = "EventName"
 TIME_FIELD = "TimeStamp"
 SCOPE_CTE = "scope_sessions"
+SLICE_TIME = "_slice_time"
 
 # What each hidden summary column reads (exports.summary.SUMMARY_COLUMNS): a field, and the one event whose
 # rows it counts in (None: every row). A call's figures must not pick up a value another event's row holds.
@@ -80,12 +81,18 @@ class _Binder:
 
 
 def query_compile(
-    query_spec: Query, *, customer_id: str, dialect: Dialect, summary: bool = False
+    query_spec: Query, *, customer_id: str, dialect: Dialect, summary: bool = False, sliced: bool = False
 ) -> Statement:
     """The SQL for `query_spec` as `customer_id` may see it, in `dialect`; output columns are `query_spec.columns`.
 
     `summary`: the hidden `exports.summary.SUMMARY_COLUMNS` follow the output columns (in the unordered form
     too, before its sort keys), for the export's SummaryCollector; the SQL is otherwise the same.
+
+    `sliced`: the main WHERE ends with a slice's bounds, `TimeStamp >= lower AND TimeStamp < upper` (and the
+    days they span, in a lake partitioned by day), whose `slice_bound_count(dialect)` values are not in the
+    statement's parameters: the slice appends them (`statement_slice`). They are the last placeholders in the
+    text (nothing after the WHERE is bound) and, in a "named" dialect, the highest positions. A scope's
+    sessions are still those of the whole window: only the rows output are cut.
     """
     binder = _Binder(dialect)  # parameters in text order: the scope CTE, the select list, the WHERE
 
@@ -93,11 +100,13 @@ def query_compile(
         columns = [_column_sql(field, query_spec, binder) for field in query_spec.columns]
         return ", ".join([*columns, _summary_sql(binder)] if summary else columns)
 
-    prefix, columns, source, (select_from, select_to) = _select_parts(query_spec, customer_id, binder, select)
+    prefix, columns, source, (select_from, select_to) = _select_parts(
+        query_spec, customer_id, binder, select, sliced=sliced
+    )
     table = quote_identifier(EVENTS_TABLE)
     # Qualified: a bare name would sort by an output column of that name, which may be a CASE (see above).
     sort_keys = f"{table}.{quote_identifier(TIME_FIELD)}, {table}.{quote_identifier(ROW_ID)}"
-    params = tuple(binder.params)
+    params = tuple(binder.params[: len(binder.params) - (slice_bound_count(dialect) if sliced else 0)])
     unordered = None
     # A semi-join need not keep the scan's order: only plain scans may skip the sort. Named placeholders carry
     # their position, which the keys' shorter parameter list would shift: such a dialect gets no unordered form.
@@ -116,6 +125,25 @@ def query_compile(
     )
 
 
+def query_compile_timestamps(query_spec: Query, *, customer_id: str, dialect: Dialect) -> Statement:
+    """Only the TimeStamp (as `_slice_time`) of exactly the rows `query_compile` returns, unsorted: what the
+    warehouse counts and takes quantiles of to cut a big export into slices (queries.slicing)."""
+    binder = _Binder(dialect)
+    column = f"{quote_identifier(TIME_FIELD)} AS {quote_identifier(SLICE_TIME)}"
+    prefix, columns, source, _ = _select_parts(query_spec, customer_id, binder, lambda _: column)
+    return Statement(
+        sql=f"{prefix}SELECT {columns} {source}",
+        params=tuple(binder.params),
+        columns=(Column(SLICE_TIME, ColumnType.TIMESTAMP),),
+        dialect=dialect.name,
+    )
+
+
+def slice_bound_count(dialect: Dialect) -> int:
+    """How many values a slice's bounds bind: lower and upper TimeStamp, and their days in a day-partitioned lake."""
+    return 2 if dialect.day_partition is None else 4
+
+
 def query_compile_summary_base(query_spec: Query, *, customer_id: str, dialect: Dialect) -> Statement:
     """Only the hidden summary columns of exactly the rows `query_compile` returns, unsorted: what the
     warehouse aggregates for a summary (queries.summary_sql). The SQL may start with the scope CTE."""
@@ -130,10 +158,16 @@ def query_compile_summary_base(query_spec: Query, *, customer_id: str, dialect: 
 
 
 def _select_parts(
-    query_spec: Query, customer_id: str, binder: _Binder, select: Callable[[_Binder], str]
+    query_spec: Query,
+    customer_id: str,
+    binder: _Binder,
+    select: Callable[[_Binder], str],
+    *,
+    sliced: bool = False,
 ) -> tuple[str, str, str, tuple[int, int]]:
     """The scope CTE (with a trailing space, or ""), the select list `select` writes, `FROM ... WHERE ...`
-    and the span of the select list's parameters, bound in text order."""
+    and the span of the select list's parameters, bound in text order; `sliced`: the WHERE ends with a slice's
+    bounds (bound as None: placeholders only)."""
     if not isinstance(customer_id, str) or not customer_id:
         raise ValueError("a query compiles only for a customer: customer_id must be a non-empty string")
     if not query_spec.events:
@@ -153,6 +187,8 @@ def _select_parts(
     if query_spec.scope is not None:
         key = quote_identifier(query_spec.scope.key.name)
         where.append(f"{key} IN (SELECT {key} FROM {quote_identifier(SCOPE_CTE)})")
+    if sliced:
+        where.extend(_slice_sql(binder))
     source = f"FROM {quote_identifier(EVENTS_TABLE)} WHERE {' AND '.join(where)}"
     return prefix, columns, source, (select_from, select_to)
 
@@ -220,6 +256,18 @@ def _window_sql(window: Window, binder: _Binder) -> tuple[str, ...]:
     days = quote_identifier(day)
     first, last = binder.bind(window.start.date()), binder.bind(end.date())
     return (*bounds, f"{days} >= {first}", f"{days} <= {last}")
+
+
+def _slice_sql(binder: _Binder) -> tuple[str, ...]:
+    """A slice's bounds on TimeStamp, lower inclusive and upper exclusive, and the days they span (see
+    `_window_sql`); placeholders only, the values come with the slice."""
+    column = quote_identifier(TIME_FIELD)
+    bounds = f"{column} >= {binder.bind(None)}", f"{column} < {binder.bind(None)}"
+    day = binder.dialect.day_partition
+    if day is None:
+        return bounds
+    days = quote_identifier(day)
+    return (*bounds, f"{days} >= {binder.bind(None)}", f"{days} <= {binder.bind(None)}")
 
 
 def _condition_sql(condition: Condition, binder: _Binder) -> str:

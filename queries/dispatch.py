@@ -18,6 +18,7 @@ from queries.lifecycle import queries_enqueued
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "queries.run"
+SLICE_TASK = "queries.run_slice"
 # A key of ours in the broker's Redis: when it is gone, so is every message the broker held (a restart
 # without persistence, a flush), and every queued query must be sent again.
 BROKER_MARK = "insights:broker-mark"
@@ -36,6 +37,24 @@ def query_enqueue(*, query_id: int, countdown: float | None = None) -> bool:
         queries_enqueued([query_id], at=None)
         return False
     return True
+
+
+def slice_enqueue(*, slice_id: int, countdown: float | None = None) -> bool:
+    """Send one slice of a big export (queries.slice_runner) to the broker. Never raises: a slice whose message
+    did not go out is sent again by the reaper (queries.slice_lifecycle.slices_unclaimed)."""
+    try:
+        app.send_task(SLICE_TASK, args=(slice_id,), countdown=countdown)
+    except Exception:
+        logger.warning(
+            "slice %s could not be sent to the broker; the reaper will send it", slice_id, exc_info=True
+        )
+        return False
+    return True
+
+
+def slices_enqueue(slice_ids: list[int]) -> int:
+    """Send several slices (the reaper's); returns how many went out."""
+    return sum(slice_enqueue(slice_id=slice_id) for slice_id in slice_ids)
 
 
 def queries_enqueue(query_ids: list[int]) -> int:

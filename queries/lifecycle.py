@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from queries.errors import QueryConflict
-from queries.models import QueryRequest, QueryStatus
+from queries.models import QueryRequest, QuerySlice, QueryStatus, SliceState
 
 CANCELED_BY_CUSTOMER = "Canceled at the customer's request."
 TIMED_OUT = (
@@ -65,7 +65,7 @@ def query_claim(*, query_id: int) -> Claim | None:
     claimable = QueryRequest.objects.filter(
         pk=query_id, status=QueryStatus.PENDING, cancel_requested=False, publication__isnull=True
     )
-    claimable = claimable.exclude(lease_expires_at__gt=now)
+    claimable = claimable.exclude(lease_expires_at__gt=now).exclude(_has_live_slices())
     taken = claimable.update(
         attempts=F("attempts") + 1,
         lease_expires_at=now + lease_duration(),
@@ -97,6 +97,12 @@ def query_publication_record(*, claim: Claim, journal: dict[str, Any]) -> bool:
     """Write the publication journal and extend the lease, if this attempt still holds the query: the last
     step before any file gets its final name. False: the lease is lost, publish nothing."""
     return _renew(claim, publication=journal)
+
+
+def query_publication_take(*, claim: Claim, journal: dict[str, Any]) -> bool:
+    """As query_publication_record, for the one of a sliced run's slices that publishes: only the first to ask
+    gets it (no journal written yet)."""
+    return _renew(claim, publication=journal, _open=True)
 
 
 def query_complete(
@@ -161,12 +167,22 @@ def query_release(*, claim: Claim, message: str) -> bool:
     return False
 
 
+def _has_live_slices() -> Exists:
+    """A query's current attempt has slices not done yet (queries.slice_lifecycle)."""
+    live = QuerySlice.objects.filter(query=OuterRef("pk"), attempt=OuterRef("attempts")).exclude(
+        state=SliceState.DONE
+    )
+    return Exists(live)
+
+
 def _held(claim: Claim) -> QuerySet[QueryRequest]:
     return QueryRequest.objects.filter(pk=claim.query.pk, status=QueryStatus.PENDING, attempts=claim.attempt)
 
 
-def _renew(claim: Claim, **fields: Any) -> bool:
+def _renew(claim: Claim, *, _open: bool = False, **fields: Any) -> bool:
     held = _held(claim).filter(cancel_requested=False)
+    if _open:
+        held = held.filter(publication__isnull=True)
     return bool(held.update(lease_expires_at=timezone.now() + lease_duration(), **fields))
 
 
@@ -229,7 +245,9 @@ def leases_expired_cancel(*, now: datetime) -> int:
 
 def leases_expired_spent(*, now: datetime) -> int:
     """Expired runs that used their last attempt end Failed: the reaper gives up on them."""
+    # A query whose slices are still to run is alive through them (queries.slice_lifecycle watches those).
     spent = leases_expired(now).filter(attempts__gte=settings.QUERY_MAX_ATTEMPTS, publication__isnull=True)
+    spent = spent.exclude(_has_live_slices())
     failed = 0
     for query_id, attempts in spent.values_list("pk", "attempts"):
         failed += (
@@ -283,6 +301,7 @@ def leases_expired_release(*, now: datetime) -> list[int]:
     retry = leases_expired(now).filter(
         attempts__lt=settings.QUERY_MAX_ATTEMPTS, cancel_requested=False, publication__isnull=True
     )
+    retry = retry.exclude(_has_live_slices())
     released = []
     for query_id, attempts in retry.values_list("pk", "attempts"):
         again = retry.filter(pk=query_id, attempts=attempts)

@@ -13,10 +13,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from exports.errors import StorageError
-from insights.destinations import destination_storage
+from insights.destinations import destination_default, destination_storage
 from insights.models import Customer, Destination
 from queries.delivery import query_storage
-from queries.dispatch import broker_messages_lost, queries_enqueue
+from queries.dispatch import broker_messages_lost, queries_enqueue, slices_enqueue
 from queries.journal import journal_settle
 from queries.lifecycle import (
     leases_expired_cancel,
@@ -29,6 +29,13 @@ from queries.lifecycle import (
 )
 from queries.metrics import reaper_acted
 from queries.models import QueryRequest, QueryStatus
+from queries.slice_lifecycle import (
+    slices_expired_release,
+    slices_expired_spent,
+    slices_leftover,
+    slices_unclaimed,
+)
+from queries.slice_runner import slice_leftovers
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +95,25 @@ def uploads_sweep(*, older_than: timedelta | None = None) -> int:
     return removed
 
 
+def slices_sweep() -> int:
+    """The files of slices no run will publish (their query ended, or moved to another attempt), and their rows:
+    the files first, the row once they are gone."""
+    removed = 0
+    for piece in slices_leftover().select_related("query", "query__customer"):
+        keys = slice_leftovers(piece)
+        try:
+            # Where the run wrote them: the customer's default destination (a query records its own only once
+            # it is Completed).
+            with destination_storage(destination_default(piece.query.customer)) as storage:
+                storage.delete(keys)
+        except StorageError as error:
+            logger.warning("query %s: slice files could not be removed yet: %s", piece.query.guid, error)
+            continue
+        piece.delete()
+        removed += len(keys)
+    return removed
+
+
 @dataclass(frozen=True)
 class Reaped:
     """What one reaper tick did."""
@@ -107,8 +133,14 @@ def leases_reap(*, now: datetime | None = None) -> Reaped:
     failed = leases_expired_spent(now=now)
     released = leases_expired_release(now=now)
     # A broker that restarted empty lost every queued message: send them all now, not after the wait.
-    unclaimed = queries_unclaimed(now=now, all_of_them=broker_messages_lost())
+    lost = broker_messages_lost()
+    unclaimed = queries_unclaimed(now=now, all_of_them=lost)
     requeued = queries_enqueue(list(dict.fromkeys(released + unclaimed)))
+    # Slices of big exports (queries.slice_lifecycle): a dead slice is run again alone.
+    failed += slices_expired_spent(now=now)
+    slices = slices_expired_release(now=now) + slices_unclaimed(now=now, all_of_them=lost)
+    requeued += slices_enqueue(list(dict.fromkeys(slices)))
+    slices_sweep()  # the files of slices no run will publish go at once, not at the next daily sweep
     reaped = Reaped(requeued=requeued, failed=failed, canceled=canceled, settled=settled)
     reaper_acted(**asdict(reaped))
     return reaped

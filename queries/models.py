@@ -108,3 +108,44 @@ class QueryRequest(models.Model):
     def body_json(self) -> Any:
         """The body, decoded (objects keep the customer's key order)."""
         return json.loads(self.body)
+
+
+class SliceState(models.TextChoices):
+    QUEUED = "queued"  # waiting for a worker (again, after a retryable failure or a dead worker)
+    RUNNING = "running"  # leased by a worker
+    DONE = "done"  # its parts are at the destination, under hidden names, waiting for the query's last step
+
+
+class QuerySlice(models.Model):
+    """One TimeStamp range of a big export, written by a worker of its own (queries.slicing). A run of the
+    query (its attempt) cuts it into slices; the last slice to finish numbers every slice's parts in time
+    order, writes the manifest and publishes the query. Rows of older attempts are leftovers to sweep."""
+
+    query = models.ForeignKey(QueryRequest, on_delete=models.CASCADE, related_name="slices")
+    attempt = models.PositiveIntegerField(help_text="The query's attempt that cut this slice.")
+    index = models.PositiveIntegerField(help_text="Its place in time order, from 0.")
+    lower = models.DateTimeField(help_text="TimeStamp from (inclusive), naive UTC as the warehouse's.")
+    upper = models.DateTimeField(help_text="TimeStamp until (exclusive).")
+    state = models.CharField(max_length=16, choices=SliceState.choices, default=SliceState.QUEUED)
+    runs = models.PositiveIntegerField(default=0, help_text="Workers that took it: the slice's own fence.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    rows = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    parts = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Its parts at the destination: hidden key, size, rows, bytes, sha256.",
+    )
+    summary_state = models.BinaryField(
+        null=True, blank=True, help_text="Its rows' summary, to merge with the other slices' (pickled)."
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["query", "attempt", "index"], name="query_slice_unique"),
+        ]
+        ordering = ["query", "attempt", "index"]
+
+    def __str__(self) -> str:
+        return f"{self.query_id}/{self.attempt}/{self.index}"

@@ -14,7 +14,8 @@ column holds (PostgreSQL's `jsonb` cannot hold `\\u0000`, which a customer's str
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from exports.engines.base import Statement, Unordered
@@ -29,18 +30,77 @@ class PlanError(ValueError):
     """A stored plan this code cannot run (written by another version, or damaged)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SlicePlan:
+    """How a big export is cut by TimeStamp (queries.slicing): `statement` is the export's statement with a
+    slice's bounds at the end of its WHERE, whose `bounds` values it does not hold (each slice appends its
+    own); `timestamps` selects the TimeStamp of every row the export returns, to count and cut them."""
+
+    statement: Statement
+    bounds: int
+    timestamps: Statement
+
+
 def plan_build(
     query_spec: Query,
     statement: Statement,
     *,
     output: dict[str, str] | None = None,
     titles: list[str] | None = None,
+    slices: SlicePlan | None = None,
 ) -> str:
     """The plan of a validated query and its compiled statement, as JSON text; `output` (the export's output
     options) and `titles` (the columns' names in the files: names or display names) default to the
-    original service's CSV with the columns' names."""
+    original service's CSV with the columns' names; `slices`: how the export may be cut (plans without it
+    are exported by one worker)."""
     plan: dict[str, Any] = {
         "version": PLAN_VERSION,
+        **_statement_encode(statement),
+        "query": query_spec.canonical(),
+        "output": output or {},
+        "titles": titles or [c.name for c in output_columns(statement.columns)],
+    }
+    if slices is not None:
+        plan["slices"] = {
+            "statement": _statement_encode(slices.statement),
+            "bounds": slices.bounds,
+            "timestamps": _statement_encode(slices.timestamps),
+        }
+    return json.dumps(plan, ensure_ascii=True, separators=(",", ":"))
+
+
+def plan_statement(text: str) -> Statement:
+    """The statement a stored plan runs; PlanError when the plan cannot be read."""
+    return _statement_decode(_plan_read(text))
+
+
+def plan_slices(text: str) -> SlicePlan | None:
+    """How the stored plan's export may be cut into slices; None for a plan without (exported whole)."""
+    slices = _plan_read(text).get("slices")
+    if slices is None:
+        return None
+    try:
+        return SlicePlan(
+            statement=_statement_decode(slices["statement"]),
+            bounds=int(slices["bounds"]),
+            timestamps=_statement_decode(slices["timestamps"]),
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise PlanError(f"unreadable plan: {error}") from None
+
+
+def _plan_read(text: str) -> dict[str, Any]:
+    try:
+        plan = json.loads(text)
+    except ValueError as error:
+        raise PlanError(f"unreadable plan: {error}") from None
+    if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
+        raise PlanError(f"unknown plan version {getattr(plan, 'get', lambda _: None)('version')!r}")
+    return plan
+
+
+def _statement_encode(statement: Statement) -> dict[str, Any]:
+    return {
         "dialect": statement.dialect,
         "sql": statement.sql,
         "params": [_param_encode(p) for p in statement.params],
@@ -52,25 +112,17 @@ def plan_build(
             statement.unordered.keys_sql,
             [_param_encode(p) for p in statement.unordered.keys_params],
         ],
-        "query": query_spec.canonical(),
-        "output": output or {},
-        "titles": titles or [c.name for c in output_columns(statement.columns)],
     }
-    return json.dumps(plan, ensure_ascii=True, separators=(",", ":"))
 
 
-def plan_statement(text: str) -> Statement:
-    """The statement a stored plan runs; PlanError when the plan cannot be read."""
+def _statement_decode(encoded: dict[str, Any]) -> Statement:
     try:
-        plan = json.loads(text)
-        if plan.get("version") != PLAN_VERSION:
-            raise PlanError(f"unknown plan version {plan.get('version')!r}")
-        unordered = plan["unordered"]
+        unordered = encoded["unordered"]
         return Statement(
-            sql=plan["sql"],
-            params=tuple(_param_decode(p) for p in plan["params"]),
-            columns=tuple(Column(name, ColumnType(kind)) for name, kind in plan["columns"]),
-            dialect=plan["dialect"],
+            sql=encoded["sql"],
+            params=tuple(_param_decode(p) for p in encoded["params"]),
+            columns=tuple(Column(name, ColumnType(kind)) for name, kind in encoded["columns"]),
+            dialect=encoded["dialect"],
             unordered=None
             if unordered is None
             else Unordered(
@@ -115,6 +167,8 @@ def _param_encode(value: object) -> list[Any]:
         if value.tzinfo is not None:
             raise ValueError("plan timestamps are naive UTC")
         return ["t", value.isoformat(timespec="microseconds")]  # a four-digit year, unlike strftime's %Y
+    if isinstance(value, date):  # a day partition's bound (after datetime: a datetime is a date)
+        return ["d", value.isoformat()]
     raise TypeError(f"a plan cannot hold a parameter of type {type(value).__name__}")
 
 
@@ -130,4 +184,6 @@ def _param_decode(tagged: list[Any]) -> object:
         return value
     if kind == "t":
         return datetime.fromisoformat(value)
+    if kind == "d":
+        return date.fromisoformat(value)
     raise PlanError(f"unknown parameter {tagged!r}")

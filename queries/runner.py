@@ -18,7 +18,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from insights.destinations import destination_default, destination_storage
 from insights.failpoints import failpoint
 from insights.logs import log_context_set
 from insights.models import Customer
-from queries.dispatch import query_enqueue
+from queries.dispatch import query_enqueue, slice_enqueue
 from queries.errors import QueryFailed
 from queries.journal import journal_build
 from queries.lifecycle import (
@@ -66,7 +66,9 @@ from queries.lifecycle import (
     query_stopped,
 )
 from queries.metrics import delivery_retried, export_completed, lease_heartbeat
-from queries.plan import PlanError, plan_output, plan_statement
+from queries.plan import PlanError, plan_output, plan_slices, plan_statement
+from queries.slice_lifecycle import slices_create
+from queries.slicing import slice_ranges
 from queries.warehouse import warehouse_engine
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def cap_exceeded_message(customer: Customer) -> str:
     )
 
 
-class _RetryLater(Exception):
+class RetryLater(Exception):
     """The run failed in a way another attempt may not: `message` is what the customer reads if none is left."""
 
     def __init__(self, message: str) -> None:
@@ -110,7 +112,7 @@ class _RetryLater(Exception):
         self.message = message
 
 
-class _RunControl:
+class RunControl:
     """What the export asks of this run (exports.pipeline.ExportControl), and what the export thread, the
     upload thread and the supervisor share: the stop event, the time limit, the progress figures."""
 
@@ -161,7 +163,7 @@ def query_run(*, query_id: int) -> None:
         _run(claim, workdir)
     except QueryFailed as failure:
         query_fail(claim=claim, message=failure.message)
-    except _RetryLater as retry:
+    except RetryLater as retry:
         if query_release(claim=claim, message=retry.message):
             query_enqueue(query_id=query_id, countdown=RETRY_BACKOFF_SECONDS * claim.attempt)
     except Exception:
@@ -177,8 +179,10 @@ def _run(claim: Claim, workdir: Path) -> None:
     if statement.dialect != engine.dialect.name:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
-    control = _RunControl(claim, deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
-    output, titles = _output(claim)
+    control = RunControl(claim, deadline=time.monotonic() + settings.QUERY_TIME_LIMIT_SECONDS)
+    output, titles = output_of(claim)
+    if _sliced(claim, engine, control):
+        return
     customer = claim.query.customer
     destination = destination_default(customer)  # None: this server's local export directory
     names = ResultNames.report(
@@ -188,7 +192,7 @@ def _run(claim: Claim, workdir: Path) -> None:
         extension=output.extension,
     )
     with (
-        _supervised(claim, engine, control),
+        supervised(claim, engine, control),
         destination_storage(destination) as storage,
         storage.publication() as publication,  # leaving the block unpublished removes what was staged
     ):
@@ -197,14 +201,14 @@ def _run(claim: Claim, workdir: Path) -> None:
             publication,
             names=names,
             directory=workdir,
-            options=_export_options(customer),
+            options=export_options(customer),
             control=control,
             label=f"query {claim.query.guid}",
             # Looked up in the upload thread: each thread has its own connection (a bound method would be ours).
             on_upload_thread_exit=lambda: db.connection.close(),
         )
         summary = ExportSummary(statement)
-        parts = _write(claim, export, engine, summary, control, output=output, titles=titles)
+        parts = write_parts_of(claim, export, engine, summary, control, output=output, titles=titles)
         if parts is None:
             return
         if sum(p.rows for p in parts) == 0:
@@ -226,7 +230,46 @@ def _run(claim: Claim, workdir: Path) -> None:
         )
 
 
-def _output(claim: Claim) -> tuple[OutputFormat, list[str]]:
+def _sliced(claim: Claim, engine: WarehouseEngine, control: RunControl) -> bool:
+    """Cut a big export into slices that workers write at once (queries.slice_runner), and send them; False
+    when it is exported whole, here (small, splitting off, or a plan from before slices)."""
+    try:
+        plan = plan_slices(claim.query.plan)
+    except PlanError:
+        plan = None
+    if plan is None or settings.EXPORT_SPLIT_ROWS <= 0:
+        return False
+    # A control of its own: the supervisor stops the control it watched when its block ends.
+    counting = RunControl(claim, deadline=control.deadline)
+    with supervised(claim, engine, counting):
+        try:
+            ranges = slice_ranges(
+                engine, plan, split_rows=settings.EXPORT_SPLIT_ROWS, max_slices=settings.EXPORT_MAX_SLICES
+            )
+        except QueryCanceled:
+            query_stopped(claim=claim, timed_out=counting.out_of_time)
+            return True
+        except WarehouseError as error:
+            raise warehouse_failure(claim, error) from None
+    if not ranges:
+        return False
+    engine.close()
+    slice_ids = slices_create(claim=claim, ranges=ranges)
+    logger.info("query %s: cut into %d slices", claim.query.guid, len(slice_ids))
+    for slice_id in slice_ids:
+        slice_enqueue(slice_id=slice_id)
+    return True
+
+
+def warehouse_failure(claim: Claim, error: WarehouseError) -> Exception:
+    """What a warehouse error makes of the run: another attempt later, or the query failed."""
+    logger.warning("query %s: warehouse error: %s", claim.query.guid, error)
+    if error.retryable:
+        return RetryLater(warehouse_unavailable_message(claim.attempt))
+    return QueryFailed(WAREHOUSE_FAILED)
+
+
+def output_of(claim: Claim) -> tuple[OutputFormat, list[str]]:
     """The output chosen at POST, and the column titles (names or display names) the files carry."""
     try:
         options, titles = plan_output(claim.query.plan)
@@ -250,7 +293,7 @@ def _statement(claim: Claim) -> Statement:
         raise QueryFailed(NOT_RUNNABLE) from None
 
 
-def _export_options(customer: Customer) -> ExportOptions:
+def export_options(customer: Customer) -> ExportOptions:
     return ExportOptions(
         part_bytes=settings.EXPORT_PART_BYTES,
         compression_level=settings.EXPORT_GZIP_LEVEL,
@@ -261,12 +304,12 @@ def _export_options(customer: Customer) -> ExportOptions:
     )
 
 
-def _write(
+def write_parts_of(
     claim: Claim,
     export: StagedExport,
     engine: WarehouseEngine,
     summary: ExportSummary,
-    control: _RunControl,
+    control: RunControl,
     *,
     output: OutputFormat,
     titles: list[str],
@@ -281,10 +324,7 @@ def _write(
     except WriteLimitExceeded:
         raise QueryFailed(cap_exceeded_message(claim.query.customer)) from None
     except WarehouseError as error:
-        logger.warning("query %s: warehouse error: %s", guid, error)
-        if error.retryable:
-            raise _RetryLater(warehouse_unavailable_message(claim.attempt)) from None
-        raise QueryFailed(WAREHOUSE_FAILED) from None
+        raise warehouse_failure(claim, error) from None
     except DeliveryFailed as failure:
         raise QueryFailed(delivery_failed_message(failure)) from None
     except WriteError as error:
@@ -340,7 +380,7 @@ def _publish(
         summary=summary.figures,
     )
     try:
-        export.commit(manifest_bytes(manifest), commit_check=lambda: _holds(claim))
+        export.commit(manifest_bytes(manifest), commit_check=lambda: holds(claim))
     except WriteCanceled:  # the time limit, between the journal and the commit
         query_stopped(claim=claim, timed_out=True)
         return []
@@ -376,13 +416,19 @@ def _complete(
     return query_completed_with(query_id=claim.query.pk, files=files)
 
 
+Heartbeat = Callable[[int, int], bool]  # (rows, bytes written) -> whether the run still holds its lease
+
+
 @contextlib.contextmanager
-def _supervised(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> Iterator[None]:
+def supervised(
+    claim: Claim, engine: WarehouseEngine, control: RunControl, heartbeat: Heartbeat | None = None
+) -> Iterator[None]:
     """The lease is renewed for the whole run, delivery included: an upload longer than the lease must not
-    look like a dead worker to the reaper."""
+    look like a dead worker to the reaper. `heartbeat` renews it (default: the query's own lease)."""
+    beat = heartbeat or (lambda rows, size: query_heartbeat(claim=claim, rows=rows, bytes_written=size))
     # Run in a copy of this context, so its lines carry the run's guid, customer and attempt too.
     supervisor = threading.Thread(
-        target=contextvars.copy_context().run, args=(_supervise, claim, engine, control), daemon=True
+        target=contextvars.copy_context().run, args=(_supervise, claim, engine, control, beat), daemon=True
     )
     supervisor.start()
     try:
@@ -392,7 +438,7 @@ def _supervised(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> 
         supervisor.join()
 
 
-def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> None:
+def _supervise(claim: Claim, engine: WarehouseEngine, control: RunControl, heartbeat: Heartbeat) -> None:
     """Heartbeat the lease; stop the export (warehouse statement included) on a cancel, a lost lease or the
     time limit. It runs in its own thread because the export thread may sit inside the engine for minutes."""
     last_beat = time.monotonic()
@@ -400,7 +446,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> N
         while not control.stop.wait(HEARTBEAT):
             control.timed_out = control.out_of_time
             try:
-                held = query_heartbeat(claim=claim, rows=control.rows, bytes_written=control.bytes)
+                held = heartbeat(control.rows, control.bytes)
                 lease_heartbeat(outcome="renewed" if held else "lost")
                 last_beat = time.monotonic()
             except DatabaseError:
@@ -417,7 +463,7 @@ def _supervise(claim: Claim, engine: WarehouseEngine, control: _RunControl) -> N
         db.connection.close()  # this thread's own connection
 
 
-def _holds(claim: Claim) -> bool:
+def holds(claim: Claim) -> bool:
     """The publish fence: whether this attempt still holds the query (a database hiccup is retried)."""
     try:
         return query_lease_renew(claim=claim)

@@ -23,6 +23,7 @@ from queries.export_settings import export_settings_split
 from queries.lifecycle import query_cancel, query_deleted
 from queries.models import QueryRequest, QueryStatus
 from queries.plan import plan_build
+from queries.slicing import slice_plan
 from queries.validation import query_validate
 from queries.warehouse import warehouse_dialect
 
@@ -50,7 +51,8 @@ def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryReq
     statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect(), summary=True)
     display = export.output.get("header") == "display"
     titles = [field.display_name if display else field.name for field in query_spec.columns]
-    plan = plan_build(query_spec, statement, output=export.output, titles=titles)
+    slices = slice_plan(query_spec, customer_id=customer.key, dialect=warehouse_dialect())
+    plan = plan_build(query_spec, statement, output=export.output, titles=titles, slices=slices)
     with transaction.atomic():
         # The customer row lock serialises concurrent POSTs of one customer on PostgreSQL; on SQLite the
         # IMMEDIATE transaction mode (settings) takes the write lock at BEGIN, which serialises them too.

@@ -6,15 +6,22 @@ from dataclasses import asdict
 
 from celery import shared_task
 
-from queries.dispatch import RUN_TASK
+from queries.dispatch import RUN_TASK, SLICE_TASK
 from queries.maintenance import leases_reap, results_expire, uploads_sweep
 from queries.runner import query_run
+from queries.slice_runner import slice_run
 
 
 @shared_task(name=RUN_TASK, acks_late=True, ignore_result=True)
 def query_run_task(query_id: int) -> None:
     """Run a query; a duplicate delivery finds the lease held or the query finished and does nothing."""
     query_run(query_id=query_id)
+
+
+@shared_task(name=SLICE_TASK, acks_late=True, ignore_result=True)
+def slice_run_task(slice_id: int) -> None:
+    """Run one slice of a big export; a duplicate delivery finds it held, done or its query ended."""
+    slice_run(slice_id=slice_id)
 
 
 @shared_task(name="queries.expire_results", ignore_result=True)

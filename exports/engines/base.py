@@ -32,6 +32,9 @@ class Dialect:
     # window's days too, so that the engine reads only those days' partitions (None: no such column).
     day_partition: str | None = None
     iso_weekday: str = "ISODOW"  # the EXTRACT field of the ISO weekday (1 = Monday)
+    # An aggregate: the value of {column} at quantile {fraction} (a float literal), one of the column's values
+    # (discrete): where a big export is cut into slices (queries.slicing).
+    quantile: str = "quantile_disc({column}, {fraction})"
 
     def placeholder(self, position: int = 1) -> str:
         """The placeholder of the statement's `position`-th parameter (1-based; only "named" uses it)."""

@@ -34,6 +34,7 @@ POSTGRES = Dialect(
         ColumnType.BOOLEAN.value: "boolean",
         ColumnType.TIMESTAMP.value: "timestamp",
     },
+    quantile="percentile_disc({fraction}) WITHIN GROUP (ORDER BY {column})",
 )
 
 # information_schema's data_type -> the Arrow type a loaded column is converted to before COPY.

@@ -64,6 +64,7 @@ SPARK = Dialect(
     },
     day_partition=DAY_PARTITION,
     iso_weekday="DAYOFWEEK_ISO",
+    quantile="percentile_approx({column}, {fraction}, 100000)",
 )
 
 # Per session: UTC (nothing shifts), "identifiers" in double quotes as the compiler writes them, binary string

@@ -180,6 +180,18 @@ class Storage(abc.ABC):
     def delete(self, keys: Iterable[str]) -> None:
         """Remove the objects; keys that do not exist are ignored (deleting is idempotent)."""
 
+    def move(self, source: str, key: str) -> None:
+        """Give the object under `source` the key `key` on the server (an object already under `key` is
+        replaced); the bytes do not travel through this process. Idempotent: when `source` is gone and `key`
+        exists, the move is taken as done (a retried move whose answer was lost). ObjectNotFound when neither
+        exists. Backends that cannot move keep this default, which refuses."""
+        raise StorageError(f"{self.kind} storage cannot move objects")
+
+    def _moved_already(self, source: str, key: str) -> None:
+        """For a move whose source is gone: done when `key` exists, else ObjectNotFound."""
+        if not self.exists(key):
+            raise ObjectNotFound(f"no object under {source!r} to move to {key!r}")
+
     def size(self, key: str) -> int:
         return self.stat(key).size
 

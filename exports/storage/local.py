@@ -73,6 +73,17 @@ class LocalStorage(Storage):
             except OSError as exc:
                 raise _storage_error(exc, "delete", key) from exc
 
+    def move(self, source: str, key: str) -> None:
+        final = self._path(key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._path(source), final)
+            _fsync_directory(final.parent)
+        except FileNotFoundError:
+            self._moved_already(source, key)
+        except OSError as exc:
+            raise _storage_error(exc, "move", key) from exc
+
     def sweep_incomplete(self, older_than: timedelta) -> int:
         """Staging files (`.<name>.<random>.partial`) left by a publish that was killed."""
         cutoff = time.time() - older_than.total_seconds()

@@ -409,6 +409,21 @@ def test_stat_exists_and_an_idempotent_delete(backend, sources):
     assert_nothing_left(backend)
 
 
+def test_move_renames_on_the_server_replacing_the_target_and_is_idempotent(backend, sources):
+    storage = backend.storage
+    hidden = f"{PREFIX}/.guid-a1-s0000_QueryExport_1__000000000000.csv.gz"
+    storage.publish([(sources[0], hidden)], (MANIFEST, MANIFEST_KEY))
+    storage.publish([(sources[1], PART_KEYS[0])], (MANIFEST, MANIFEST_KEY))  # a key the move replaces
+    storage.move(hidden, PART_KEYS[0])
+    assert backend.finals() == sorted([PART_KEYS[0], MANIFEST_KEY])
+    assert read(storage, PART_KEYS[0]) == sources[0].read_bytes()
+    storage.move(hidden, PART_KEYS[0])  # the source gone, the target there: a move whose answer was lost
+    assert read(storage, PART_KEYS[0]) == sources[0].read_bytes()
+    with pytest.raises(ObjectNotFound):
+        storage.move(hidden, PART_KEYS[1])  # neither there
+    assert backend.pending() == []
+
+
 def test_etag_changes_when_the_content_changes(backend, sources):
     backend.storage.publish([(sources[0], PART_KEYS[0])], (MANIFEST, MANIFEST_KEY))
     first = backend.storage.stat(PART_KEYS[0]).etag

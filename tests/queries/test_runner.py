@@ -294,8 +294,8 @@ def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory,
     query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
-    engine, progress = _RecordingEngine(), runner._RunControl(claim, deadline=float("inf"))
-    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
+    engine, progress = _RecordingEngine(), runner.RunControl(claim, deadline=float("inf"))
+    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress, _beat(claim)))
     thread.start()
     time.sleep(0.05)
     assert not engine.canceled  # heartbeats alone do not stop anything
@@ -303,6 +303,12 @@ def test_supervisor_stops_the_engine_when_the_customer_cancels(customer_factory,
     thread.join(timeout=10)
     assert engine.canceled and progress.stop.is_set() and not progress.timed_out
     assert QueryRequest.objects.get(pk=query.pk).lease_expires_at is not None
+
+
+def _beat(claim):
+    from queries.lifecycle import query_heartbeat
+
+    return lambda rows, size: query_heartbeat(claim=claim, rows=rows, bytes_written=size)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -313,8 +319,8 @@ def test_supervisor_stops_the_engine_at_the_time_limit(customer_factory, monkeyp
     query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
     claim = query_claim(query_id=query.pk)
     assert claim is not None
-    engine, progress = _RecordingEngine(), runner._RunControl(claim, deadline=time.monotonic() + 0.05)
-    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress))
+    engine, progress = _RecordingEngine(), runner.RunControl(claim, deadline=time.monotonic() + 0.05)
+    thread = threading.Thread(target=runner._supervise, args=(claim, engine, progress, _beat(claim)))
     thread.start()
     thread.join(timeout=10)
     assert engine.canceled and progress.timed_out

@@ -7,8 +7,10 @@ is unchanged, the export's visible columns are unaffected, and the sketch path i
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import pickle
 import tracemalloc
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -447,3 +449,40 @@ def test_string_hashes_tell_values_apart_however_the_array_is_held() -> None:
     assert len(set(many.tolist())) == 200_000
     with pytest.raises(ValueError):
         string_hashes(pa.array(["a", None]))
+
+
+def _slices_merged(batches: list[pa.RecordBatch], cuts: list[int], **limits: int) -> dict[str, Any]:
+    """The summary of `batches` counted in slices (cut before each index of `cuts`), each slice's collector
+    pickled as a slice worker stores it, then merged in order."""
+    edges = [0, *cuts, len(batches)]
+    merged = SummaryCollector(**limits)
+    for start, stop in itertools.pairwise(edges):
+        part = SummaryCollector(**limits)
+        for batch in batches[start:stop]:
+            part.add(batch)
+        merged.merge(pickle.loads(pickle.dumps(part)))  # noqa: S301 - our own bytes
+    return merged.result()
+
+
+def test_slices_merged_give_the_summary_of_the_whole() -> None:
+    batches = [
+        _batch(_ids(start, start + 300), _ids(start % 700, start % 700 + 300, "reason-"))
+        for start in range(0, 3000, 250)  # overlapping sessions and reasons across slices
+    ]
+    whole = SummaryCollector()
+    for batch in batches:
+        whole.add(batch)
+    for cuts in ([], [1], [3, 4, 9], list(range(1, len(batches)))):
+        assert _slices_merged(batches, cuts) == whole.result(), cuts
+
+
+def test_slices_merged_past_the_exact_limit_estimate_as_closely() -> None:
+    batches = [_batch(_ids(start, start + 4096)) for start in range(0, 60_000, 3000)]
+    distinct = 57_000 + 4096
+    for cuts in ([], [2], [5, 10, 15]):
+        result = _slices_merged(batches, cuts, exact_limit=1000)
+        assert result["approximate"] is True, cuts
+        assert abs(result["unique_sessions_count"] - distinct) <= 0.03 * distinct, (cuts, result)
+    # One slice exact and another past the limit: the exact one's values go into the sketch.
+    small = _slices_merged([_batch(_ids(0, 500)), *batches], [1], exact_limit=1000)
+    assert abs(small["unique_sessions_count"] - distinct) <= 0.03 * distinct

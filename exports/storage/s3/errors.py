@@ -98,7 +98,7 @@ class ErrorMapper:
         where = f" of {key!r}" if key is not None else ""
         if isinstance(exc, ClientError):
             code, status = error_code(exc), error_status(exc)
-            if code == "NoSuchKey" or (code in ("404", "NotFound") and action in ("open", "stat")):
+            if code == "NoSuchKey" or (code in ("404", "NotFound") and action in ("open", "stat", "move")):
                 return ObjectNotFound(f"no object under {key!r}")
             hint = HINTS.get(code)
             detail = (

@@ -180,6 +180,17 @@ class S3Storage(Storage):
         with self._errors.calling("delete"):
             self._objects_delete(object_keys)
 
+    def move(self, source: str, key: str) -> None:
+        """A server-side copy (multipart for a large object, by boto3's managed copy), then the source's delete."""
+        source_key, object_key = self._object_key(source), self._object_key(key)
+        try:
+            with self._errors.calling("move", key):
+                self._client.copy({"Bucket": self.bucket, "Key": source_key}, self.bucket, object_key)
+        except ObjectNotFound:
+            self._moved_already(source, key)
+            return
+        self.delete([source])
+
     def _objects_delete(self, object_keys: list[str]) -> None:
         for first in range(0, len(object_keys), DELETE_BATCH):
             batch = object_keys[first : first + DELETE_BATCH]

@@ -135,6 +135,17 @@ class SftpStorage(Storage):
             except Exception as exc:
                 raise self._error(exc, "delete", key) from exc
 
+    def move(self, source: str, key: str) -> None:
+        """A rename on the server (posix-rename@openssh.com: replaces `key` atomically)."""
+        try:
+            self._attempt(functools.partial(_rename, source=self._path(source), target=self._path(key)))
+        except FileNotFoundError:
+            self._moved_already(source, key)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, "move", key) from exc
+
     def close(self) -> None:
         client, self._client, self._sftp_client = self._client, None, None
         if client is not None:
@@ -195,3 +206,7 @@ class SftpStorage(Storage):
 
 def _remove(sftp: paramiko.SFTPClient, path: str) -> None:
     sftp.remove(path)
+
+
+def _rename(sftp: paramiko.SFTPClient, source: str, target: str) -> None:
+    sftp.posix_rename(source, target)
