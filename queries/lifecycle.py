@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from insights.models import Customer
 from queries.errors import QueryConflict
 from queries.models import QueryRequest, QuerySlice, QueryStatus, SliceState
 
@@ -35,6 +36,13 @@ TIMED_OUT = (
     "The query ran longer than the time limit and was canceled; narrow the timestamp window or the filters."
 )
 INTERNAL_ERROR = "The query failed because of an internal error; it has been logged."
+
+
+def cap_exceeded_message(customer: Customer) -> str:
+    return (
+        f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
+        "narrow the timestamp window, the fields or the filters."
+    )
 
 
 def gave_up_message(attempts: int) -> str:

@@ -53,6 +53,7 @@ from queries.journal import journal_build
 from queries.lifecycle import (
     INTERNAL_ERROR,
     Claim,
+    cap_exceeded_message,
     lease_duration,
     query_claim,
     query_complete,
@@ -95,13 +96,6 @@ def delivery_failed_message(failure: DeliveryFailed) -> str:
     if failure.refused:
         return f"The result could not be delivered: {failure}. Check the destination's settings in the admin."
     return f"The result could not be delivered after {failure.tries} tries: {failure}"
-
-
-def cap_exceeded_message(customer: Customer) -> str:
-    return (
-        f"The result is larger than this account's per-query cap of {customer.max_bytes_per_query} bytes; "
-        "narrow the timestamp window, the fields or the filters."
-    )
 
 
 class RetryLater(Exception):

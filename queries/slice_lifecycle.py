@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from queries.lifecycle import (
     Claim,
+    cap_exceeded_message,
     gave_up_message,
     lease_duration,
     query_fail,
@@ -122,7 +123,13 @@ def slice_heartbeat(*, claim: SliceClaim, rows: int, bytes_written: int) -> bool
     totals = QuerySlice.objects.filter(query_id=claim.query.query.pk, attempt=claim.query.attempt).aggregate(
         rows=Sum("rows"), bytes=Sum("bytes")
     )
-    return query_heartbeat(claim=claim.query, rows=totals["rows"] or 0, bytes_written=totals["bytes"] or 0)
+    size = totals["bytes"] or 0
+    cap = claim.query.query.customer.max_bytes_per_query
+    if cap is not None and size > cap:
+        # The cap is the query's, not each slice's: the slices together went past it.
+        query_fail(claim=claim.query, message=cap_exceeded_message(claim.query.query.customer))
+        return False
+    return query_heartbeat(claim=claim.query, rows=totals["rows"] or 0, bytes_written=size)
 
 
 def slice_lease_renew(*, claim: SliceClaim) -> bool:

@@ -46,6 +46,7 @@ from queries.journal import journal_build
 from queries.lifecycle import (
     INTERNAL_ERROR,
     Claim,
+    cap_exceeded_message,
     query_complete,
     query_completed_with,
     query_fail,
@@ -61,7 +62,6 @@ from queries.runner import (
     WAREHOUSE_CHANGED,
     RetryLater,
     RunControl,
-    cap_exceeded_message,
     delivery_failed_message,
     export_options,
     holds,

@@ -109,3 +109,30 @@ def test_slices_in_any_order_publish_the_same_files_as_one_worker(
     assert not QuerySlice.objects.exists()
     assert not [p for p in Path(local_exports_root()).rglob(".*") if p.is_file()]
     assert QueryRequest.objects.filter(status=QueryStatus.COMPLETED).count() == 3
+
+
+def test_the_cap_is_the_query_s_not_each_slice_s(
+    engine_warehouse: str, customer_factory: Any, settings: Any, sent_tasks: list[tuple[str, tuple, Any]]
+) -> None:
+    from queries.maintenance import slices_sweep
+    from queries.services import query_create
+
+    settings.EXPORT_SPLIT_ROWS, settings.EXPORT_MAX_SLICES = 60, 4
+    customer = customer_factory("acme", max_bytes_per_query=12_000)  # each slice below it, all four above
+    query = query_create(customer=customer, body=BODY)
+    query_run(query_id=query.pk)
+    slices = [args[0] for name, args, _ in sent_tasks if name == SLICE_TASK]
+    assert len(slices) == 4
+    for slice_id in slices:
+        slice_run(slice_id=slice_id)
+    query.refresh_from_db()
+    assert query.status == QueryStatus.FAILED, engine_warehouse
+    assert query.messages == [
+        "The result is larger than this account's per-query cap of 12000 bytes; narrow the timestamp window, "
+        "the fields or the filters."
+    ]
+    sizes = [piece.bytes for piece in QuerySlice.objects.all()]
+    assert max(sizes) < 12_000 < sum(sizes), sizes  # no slice alone went past the cap
+    slices_sweep()  # what the reaper's next tick does
+    assert not QuerySlice.objects.exists()
+    assert not [p for p in Path(local_exports_root()).rglob("*") if p.is_file()]
