@@ -23,14 +23,33 @@ from queries.apis import file_chunks
 from queries.delivery import query_storage, result_redeliver
 from queries.errors import ConcurrencyLimitReached, QueryConflict, ResultUnavailable
 from queries.export_settings import APPLIES, DEFAULTS
-from queries.models import QueryRequest, QueryStatus
+from queries.models import QueryRequest, QuerySlice, QueryStatus
 from queries.result_rows import FIRST_ROWS, result_first_rows
 from queries.serializers import ExportSerializer
 from queries.services import export_delete, query_cancel, query_create
 from queries.validation import QueryValidationError
 
 # The type tags of a plan's parameters (queries.plan), as an operator reads them.
-PARAMETER_TYPES = {"s": "string", "i": "integer", "f": "float", "b": "boolean", "t": "timestamp"}
+PARAMETER_TYPES = {"s": "string", "i": "integer", "f": "float", "b": "boolean", "t": "timestamp", "d": "date"}
+
+
+class QuerySliceInline(admin.TabularInline):
+    """A big export's slices (queries.slice_lifecycle), while they run: which worker state each is in, how far
+    it got. Read-only: slices are the run's business (rows of a published query are gone)."""
+
+    model = QuerySlice
+    extra = 0
+    can_delete = False
+    fields = ("index", "attempt", "state", "runs", "lower", "upper", "rows", "bytes", "lease_expires_at")
+    readonly_fields = fields
+    ordering = ("attempt", "index")
+    verbose_name_plural = "Slices (one query, many workers)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(QueryRequest)
@@ -53,6 +72,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
     date_hierarchy = "submitted_at"
     actions = ("cancel_queries", "rerun_queries", "redeliver_queries", "delete_results")
     exclude = ("body", "plan", "files", "publication", "output", "summary")
+    inlines = (QuerySliceInline,)
     fieldsets = (
         (None, {"fields": ("customer", "status", "messages")}),  # the guid is the page's title
         (

@@ -128,3 +128,29 @@ def test_branding_and_the_view_site_link(admin_client):
     assert '<div id="site-name"><a href="/admin/">Insights</a></div>' in page
     assert '<a href="/">View site</a>' in page
     assert "<title>Select query request to view | Insights</title>" in page
+
+
+def test_a_running_big_export_shows_its_slices(admin_client, customer_factory):
+    from datetime import UTC, datetime
+
+    from queries.models import QuerySlice, SliceState
+
+    query = QueryRequest.objects.create(customer=customer_factory("acme"), body="{}", fingerprint="f" * 64)
+    bounds = [datetime(2019, 11, 25, hour, tzinfo=UTC) for hour in (0, 6, 12)]
+    for index, state in enumerate((SliceState.DONE, SliceState.RUNNING)):
+        QuerySlice.objects.create(
+            query=query,
+            attempt=1,
+            index=index,
+            lower=bounds[index],
+            upper=bounds[index + 1],
+            state=state,
+            runs=1,
+            rows=1000 * (index + 1),
+        )
+    page = _page(admin_client, query)
+    assert "Slices (one query, many workers)" in page
+    states = re.findall(r'<td class="field-state">\s*<p>(\w+)</p>', page)
+    assert states == ["Done", "Running"], states
+    assert re.findall(r'<td class="field-rows">\s*<p>([\d,]+)</p>', page) == ["1000", "2000"]
+    assert 'name="slices-0-state"' not in page and 'name="slices-0-DELETE"' not in page  # shown, not edited
