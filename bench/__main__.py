@@ -13,6 +13,7 @@ django.setup()
 
 from bench import bundle, export, formats, latency, polling, preview, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench import compile as compile_bench  # noqa: E402
+from bench import pg_export as pg_export_bench  # noqa: E402
 from bench import scale_out as scale_out_bench  # noqa: E402
 from bench.report import Report  # noqa: E402
 
@@ -25,6 +26,7 @@ SECTIONS = {
     "latency": latency.run,
     "compile": compile_bench.run,
     "pruning": pruning.run,
+    "pg_export": pg_export_bench.run,
     "scale_out": scale_out_bench.run,
     "upload_s3": upload_s3.run,
     "sftp_upload": upload_sftp.run,

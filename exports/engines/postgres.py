@@ -1,26 +1,31 @@
-"""PostgreSQL: the second warehouse engine (psycopg 3).
+"""PostgreSQL: the second warehouse engine (reads through ADBC, writes through psycopg 3).
 
 Layout: see `exports.engines`. Text columns are `COLLATE "C"` so strings compare by code point, as the query
 contract demands, whatever the database's locale; btree indexes serve the two access paths, customer + time
 range and customer + session (the scope semi-join); a unique index on `_row_id` keeps `max(_row_id)` cheap for
-loads. Results stream through a server-side cursor; the session time zone is UTC, so timestamps (stored
-without a zone, holding UTC) never shift.
+loads. Results stream through a server-side cursor, FETCHed in batches that ADBC decodes into Arrow in C++
+(`exports.engines.postgres_arrow`: converting rows in Python cost more than the query); the session time zone
+is UTC, so timestamps (stored without a zone, holding UTC) never shift. A worker only reads, so it holds the
+one ADBC connection; a loader also opens a psycopg connection, for DDL and COPY FROM.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import adbc_driver_manager
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 
 from exports.engines import load_table_conform, statement_check
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Estimate, SessionEngine, Statement
+from exports.engines.postgres_arrow import AdbcError, ArrowSession, batch_conform
 from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 
@@ -51,11 +56,16 @@ _INDEXES = {  # name -> columns: the access paths (see the module docstring)
 }
 _SCHEMA_LOCK = 0x1E5E_E7E5  # advisory lock: concurrent ensure_schema calls must not race CREATE TABLE
 _COPY_ROWS = 50_000  # rows per CSV chunk sent to COPY: bounds the loader's memory
-_CURSOR = "insights_export"
+# SQLSTATE classes worth another attempt: connection exception, insufficient resources, operator intervention
+# (a shutdown; 57014, a statement timeout, is told apart below), system error; and a lock not granted in time.
+_RETRYABLE_CLASSES = ("08", "53", "57", "58")
+_RETRYABLE_STATES = ("55P03",)
+_CONFLICTS = ("40001", "40P01")  # serialization failure, deadlock
 
 
-class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
-    """One PostgreSQL database, one connection, opened on first use."""
+class PostgresEngine(SessionEngine[ArrowSession]):
+    """One PostgreSQL database: an ADBC session for reading, opened on first use, and for writing (loaders
+    only) a psycopg connection, also opened on first use."""
 
     dialect = POSTGRES
 
@@ -64,6 +74,8 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
         self.url = url
         self.read_only = read_only
         self.connect_timeout = connect_timeout
+        self._writer: psycopg.Connection[Any] | None = None
+        self._writer_lock = threading.Lock()
 
     @classmethod
     def from_url(
@@ -80,15 +92,32 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
 
     # -- connection ------------------------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> ArrowSession:
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
-            conn.execute("SET TIME ZONE 'UTC'")
-            if self.read_only:
-                conn.execute("SET default_transaction_read_only = on")
-        except psycopg.Error as exc:
+            return ArrowSession(self.url, read_only=self.read_only, connect_timeout=self.connect_timeout)
+        except AdbcError as exc:
             raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
-        return conn
+
+    def _write_connection(self) -> psycopg.Connection[Any]:
+        """The loader's psycopg connection (COPY FROM, DDL), opened on first use, in UTC."""
+        with self._writer_lock:
+            if self._writer is not None and (self._writer.closed or self._writer.broken):
+                self._writer = None
+            if self._writer is None:
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+                    conn.execute("SET TIME ZONE 'UTC'")
+                except psycopg.Error as exc:
+                    raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
+                self._writer = conn
+            return self._writer
+
+    def close(self) -> None:
+        super().close()
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def ping(self) -> None:
         try:
@@ -97,53 +126,50 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
         except psycopg.Error as exc:
             raise WarehouseError("cannot connect to the warehouse", retryable=True) from exc
 
-    def _usable(self, conn: psycopg.Connection[Any]) -> bool:
-        return not (conn.closed or conn.broken)
+    def _usable(self, conn: ArrowSession) -> bool:
+        return not conn.closed
 
-    def _interrupt(self, conn: psycopg.Connection[Any]) -> None:
-        if conn.closed:
-            return
-        try:
-            conn.cancel_safe(timeout=10)
-        except psycopg.Error:
-            pass  # best effort: the flag still stops execute() at its next batch
+    def _interrupt(self, conn: ArrowSession) -> None:
+        conn.interrupt()  # best effort: the flag still stops execute() at its next batch
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """Stream the result through a server-side cursor, `batch_rows` rows per FETCH and per batch.
+        """Stream the result through a server-side cursor, `batch_rows` rows per FETCH and per batch (ADBC
+        decodes each FETCH into Arrow while the next one runs; the batch is cast to the statement's types, by
+        position), in one transaction (read-only on a read-only engine).
 
-        A cancel() that arrives before the statement starts cancels it as soon as it does.
+        A cancel() that arrives before the statement starts cancels it as soon as it does; one that arrives
+        while it runs interrupts it on the server.
         """
         statement_check(statement, self.dialect.name)
         schema = arrow_schema(statement.columns)
-        conn = self._connection()
+        session = self._connection()
         try:
             self._raise_if_canceled()
-            with conn.transaction(), conn.cursor(name=_CURSOR, binary=True) as cursor:
-                cursor.execute(statement.sql, statement.params)
-                while True:
+            with session.cursor_read(statement.sql, statement.params, batch_rows=batch_rows) as tables:
+                for table in tables:
                     self._raise_if_canceled()
-                    rows = cursor.fetchmany(batch_rows)
-                    if not rows:
-                        break
-                    yield _record_batch(rows, schema)
-        except (psycopg.Error, UnicodeError) as exc:
+                    for batch in table.to_batches():
+                        yield batch_conform(batch, schema)
+                self._raise_if_canceled()
+        except (AdbcError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             if self._canceled.is_set():
                 raise QueryCanceled("the query was canceled") from exc
-            raise _warehouse_error(exc, connection_lost=conn.broken or conn.closed) from exc
+            raise _warehouse_error(exc, connection_lost=session.closed) from exc
         finally:
             self._canceled.clear()
 
     def estimate(self, statement: Statement) -> Estimate:
         """Rows the table scans are expected to produce, from the planner (EXPLAIN: nothing is read)."""
         statement_check(statement, self.dialect.name)
-        conn = self._connection()
+        session = self._connection()
         try:
-            row = conn.execute("EXPLAIN (FORMAT JSON) " + statement.sql, statement.params).fetchone()
-        except (psycopg.Error, UnicodeError) as exc:
-            raise _warehouse_error(exc) from exc
-        plan = (row[0] if row else [{}])[0].get("Plan", {})
+            table = session.query("EXPLAIN (FORMAT JSON) " + statement.sql, statement.params)
+        except AdbcError as exc:
+            raise _warehouse_error(exc, connection_lost=session.closed) from exc
+        plans = json.loads(_first_text(table)) if table.num_rows else [{}]
+        plan = plans[0].get("Plan", {})
         scans = list(_scan_estimates(plan))
         return Estimate(
             rows=sum(scans),
@@ -154,7 +180,7 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
 
     def ensure_schema(self, columns: Sequence[Column]) -> None:
         self._require_writable()
-        conn = self._connection()
+        conn = self._write_connection()
         table = quote_identifier(EVENTS_TABLE)
         definitions = [f"{quote_identifier(c.name)} {self._ddl_type(c.type)}" for c in columns]
         definitions.append(f"{quote_identifier(ROW_ID)} bigint NOT NULL")
@@ -191,7 +217,7 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
         self._require_writable()
         if table.num_rows == 0:
             return 0
-        conn = self._connection()
+        conn = self._write_connection()
         events = quote_identifier(EVENTS_TABLE)
         try:
             staged = load_table_conform(table, self._arrow_types(conn))
@@ -231,11 +257,12 @@ class PostgresEngine(SessionEngine[psycopg.Connection[Any]]):
         return {name: arrow for name, arrow in types.items() if arrow is not None}
 
 
-def _record_batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-    """Rows from the cursor, column by column, typed by the statement's schema (datetimes are naive UTC)."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    arrays = [pa.array(values, type=field.type) for values, field in zip(columns, schema, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+def _first_text(table: pa.Table) -> str:
+    """The first value of the first column, as text (EXPLAIN's json arrives as Arrow's JSON extension type)."""
+    column = table.column(0).combine_chunks()
+    if isinstance(column, pa.ExtensionArray):
+        column = column.storage
+    return str(column[0].as_py())
 
 
 def _scan_estimates(node: dict[str, Any]) -> Iterator[int]:
@@ -247,26 +274,38 @@ def _scan_estimates(node: dict[str, Any]) -> Iterator[int]:
 
 
 def _warehouse_error(exc: BaseException, *, connection_lost: bool = False) -> WarehouseError:
-    """A WarehouseError naming the failure's kind and SQLSTATE only: server text may quote SQL or paths.
+    """A WarehouseError naming the failure's kind and SQLSTATE only: server and driver text may quote SQL or
+    paths. Read from the SQLSTATE, so that ADBC's errors (reads) and psycopg's (writes) mean the same.
 
-    `connection_lost`: the session is gone after the error, whatever psycopg called it (a backend terminated
-    mid-FETCH can surface as an InternalError "received 2 results"): the server went away, worth a retry."""
+    `connection_lost`: the session is gone after the error, whatever the driver called it (a backend
+    terminated mid-FETCH can surface without a SQLSTATE, or as psycopg's InternalError "received 2 results"):
+    the server went away, worth a retry."""
     if isinstance(exc, UnicodeError):
         return WarehouseError("a query value is not valid text for the warehouse")
-    state = getattr(exc, "sqlstate", None)
+    if isinstance(exc, pa.ArrowInvalid | pa.ArrowNotImplementedError):
+        return WarehouseError("the warehouse returned a value that does not fit its column's type")
+    state = getattr(exc, "sqlstate", None) or ""
     suffix = f" (SQLSTATE {state})" if state else ""
     if connection_lost:
         return WarehouseError("the warehouse connection was lost" + suffix, retryable=True)
-    if isinstance(exc, pg_errors.QueryCanceled):  # not ours (cancel() sets the flag): statement_timeout
+    if state == "57014":  # query_canceled, not by us (cancel() sets the flag): statement_timeout
         return WarehouseError("the warehouse query timed out" + suffix, retryable=True)
-    if isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected):
+    if state in _CONFLICTS:
         return WarehouseError(
             "the warehouse transaction conflicted with another one" + suffix, retryable=True
         )
-    if isinstance(exc, psycopg.OperationalError):
+    if state[:2] in _RETRYABLE_CLASSES or state in _RETRYABLE_STATES or _is_unavailable(exc, state):
         return WarehouseError("the warehouse is unavailable" + suffix, retryable=True)
-    if isinstance(exc, pg_errors.UndefinedTable):
+    if state == "42P01":  # undefined_table
         return WarehouseError("the warehouse has no events table: load events first" + suffix)
-    if isinstance(exc, psycopg.DataError):
+    if state[:2] == "22":  # data exception
         return WarehouseError("a value cannot be stored or compared by the warehouse" + suffix)
     return WarehouseError("the warehouse query failed" + suffix)
+
+
+def _is_unavailable(exc: BaseException, state: str) -> bool:
+    """What each driver files as operational: psycopg's OperationalError (whatever the SQLSTATE, as this
+    engine always read it), ADBC's when it carries no SQLSTATE (it could not talk to the server)."""
+    if isinstance(exc, psycopg.OperationalError):
+        return True
+    return not state and isinstance(exc, adbc_driver_manager.OperationalError)
