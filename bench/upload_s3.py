@@ -1,26 +1,26 @@
-"""S3 upload throughput: S3Storage.publish (all or nothing, SHA-256 per part) vs boto3's `upload_file` with
-its defaults, the same file to the same moto_server, three runs each (interleaved) after a warm-up, medians.
+"""S3 upload throughput: S3Storage.publish (all or nothing, SHA-256 per part, the manifest last) vs boto3's
+`upload_file` with its defaults, the same file to the same moto_server, in paired rounds (see paired.py).
 
-BENCH_UPLOAD_MB sets the file size (default 200). moto_server keeps objects in memory, so each upload is
-deleted right after it (the delete is timed with it, for both). On a small machine moto_server's CPU is the
-bottleneck for both sides, so the ratio is what to read, not the MB/s.
+BENCH_UPLOAD_MB sets the file size (default 256), BENCH_UPLOAD_ROUNDS the pairs (default 9). moto_server
+keeps objects in memory, so each upload is deleted right after it (the delete is timed with it, for both).
+On this machine moto_server's CPU is most of the work for both sides (client and server share the 2
+cores), so the ratios are what to read, not the MB/s: the wall-time ratio, and the ratio of the CPU
+seconds both processes spend per upload (`s3_upload_cpu`), which moves far less with the neighbours' load.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from bench.paired import compare, own_cpu, process_cpu
 from bench.report import Report
 from exports.storage.s3 import S3Storage
 from exports.storage.s3.parts import MIB
 from tests.moto import moto_server
 
-RUNS = 3
+ANCHOR = "boto3 upload_file defaults"
 
 
 def _source_write(path: Path, megabytes: int) -> None:
@@ -30,14 +30,11 @@ def _source_write(path: Path, megabytes: int) -> None:
             stream.write(os.urandom(MIB))
 
 
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
-
-
 def run(report: Report) -> None:
-    megabytes = int(os.environ.get("BENCH_UPLOAD_MB", "200"))
+    megabytes = int(os.environ.get("BENCH_UPLOAD_MB", "256"))
+    rounds = int(os.environ.get("BENCH_UPLOAD_ROUNDS", "9"))
+    if rounds < 2:
+        raise ValueError("BENCH_UPLOAD_ROUNDS must be at least 2")
     with tempfile.TemporaryDirectory(prefix="bench-s3-") as tmp, moto_server() as server:
         source = Path(tmp) / "upload.bin"
         _source_write(source, megabytes)
@@ -55,14 +52,20 @@ def run(report: Report) -> None:
 
         ours()  # warm up both: connections, moto's first-request set-up
         theirs()
-        times: dict[Callable[[], None], list[float]] = {ours: [], theirs: []}
-        for run in range(RUNS):
-            # Alternate who goes first, so neither always meets the server after the other's clean-up.
-            for action in (ours, theirs) if run % 2 == 0 else (theirs, ours):
-                times[action].append(_timed(action))
+        result = compare(ours, theirs, rounds=rounds, cpu=lambda: own_cpu() + process_cpu(server.process.pid))
         storage.close()
-    ours_mbps = megabytes / statistics.median(times[ours])
-    theirs_mbps = megabytes / statistics.median(times[theirs])
     report.add(
-        "s3_upload", ours_mbps, "MB/s", ratio=ours_mbps / theirs_mbps, anchor="boto3 upload_file defaults"
+        "s3_upload",
+        result.rate(megabytes),
+        "MB/s",
+        ratio=result.ratio(),
+        anchor=f"{ANCHOR} ({result.spread()})",
+    )
+    report.add("s3_upload_boto3", result.rate(megabytes, "theirs"), "MB/s")
+    report.add(
+        "s3_upload_cpu",
+        1024 * result.cpu() / megabytes,
+        "cpu_s/GB",
+        ratio=result.cpu_ratio(),
+        anchor=f"{ANCHOR}: CPU seconds of the client and moto_server per upload, theirs / ours per pair",
     )

@@ -161,6 +161,28 @@ def test_a_server_error_on_a_part_aborts_every_upload(moto, bucket, storage, fil
     assert_nothing_left(moto, bucket)
 
 
+def test_at_the_default_sizes_a_part_failing_among_many_in_flight_aborts_the_upload(moto, bucket, tmp_path):
+    # The defaults (8 MiB parts, 10 at a time): a 44 MiB file is six parts, all sent at once; the fourth
+    # fails while the others are on their way. The parts that land after the failure must not outlive it.
+    big = tmp_path / "big.part"
+    big.write_bytes(random.Random(11).randbytes(44 * MIB))
+    storage = S3Storage(**moto.storage_config(bucket, prefix=PREFIX, max_attempts=1))
+    sent: list[int] = []
+
+    def fourth_part_fails(number: int, request: Any) -> None:
+        sent.append(number)
+        if number == 4:
+            connection_drops(request)
+
+    Hook(storage, "UploadPart", fourth_part_fails)
+    with pytest.raises(StorageError) as caught:
+        storage.publish([(big, BIG_KEY)], MANIFEST)
+    assert caught.value.retryable
+    assert len(sent) >= 4
+    assert_nothing_left(moto, bucket)
+    storage.close()
+
+
 def test_a_source_file_cut_short_mid_upload_aborts_every_upload(moto, bucket, files):
     storage = make_storage(moto, bucket, max_concurrency=1)
     big = files[0][0]

@@ -4,6 +4,7 @@ destination). What every backend promises is in test_storage_contract.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from exports.errors import PublishFenced
 from exports.storage import ObjectNotFound, StorageError, storage_for
 from exports.storage.s3 import S3Storage
+from exports.storage.s3 import parts as s3_parts_module
 from exports.storage.s3 import storage as s3_storage_module
 from exports.storage.s3.parts import MAX_PARTS, MIB, MIN_PART_SIZE, b64, part_ranges
 from tests.moto import SECRET_ACCESS_KEY, MotoServer, moto_server
@@ -348,3 +350,78 @@ def test_a_fenced_publication_cannot_commit_any_more(moto, bucket, storage, sour
             publication.commit((b"{}", MANIFEST_KEY))
         assert moto.keys(bucket) == []
     assert moto.keys(bucket) == [] and moto.uploads(bucket) == []
+
+
+class PartRequests:
+    """What each UploadPart request carried as it went on the wire (botocore's `before-send`, after signing)."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.headers: list[dict[str, str]] = []
+        storage.client.meta.events.register("before-send.s3.UploadPart", self._seen)
+
+    def _seen(self, request, **_) -> None:
+        self.headers.append({name.lower(): _text(value) for name, value in request.headers.items()})
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def test_by_default_a_file_goes_up_in_8_mib_parts(moto, bucket, tmp_path):
+    # boto3's TransferManager defaults: 8 MiB parts (and threshold), 10 at a time.
+    source = tmp_path / "big.part"
+    source.write_bytes(random.Random(5).randbytes(20 * MIB))
+    storage = S3Storage(**moto.storage_config(bucket, prefix=PREFIX))
+    assert (storage.multipart_chunk, storage.multipart_threshold, storage.max_concurrency) == (
+        8 * MIB,
+        8 * MIB,
+        10,
+    )
+    requests = PartRequests(storage)
+    storage.publish([(source, PART_KEYS[0])], (b"{}", MANIFEST_KEY))
+    sizes = sorted(int(headers["content-length"]) for headers in requests.headers)
+    assert sizes == [2, 4 * MIB, 8 * MIB, 8 * MIB]  # the manifest's one part, then the file's three
+    assert _read(storage, PART_KEYS[0]) == source.read_bytes()
+    storage.close()
+
+
+def test_each_part_is_hashed_once_and_signed_with_that_hash(moto, bucket, storage, sources, monkeypatch):
+    # Over plain HTTP SigV4 signs the body's SHA-256: it must be the part's own digest (a server checks it
+    # against the bytes), taken from the part's checksum header rather than computed again, so the file is
+    # read twice (hashed, then sent), not three times.
+    read = {"bytes": 0}
+    original = s3_parts_module.FileSlice.read
+
+    def counted(self, size=-1):
+        data = original(self, size)
+        read["bytes"] += len(data)
+        return data
+
+    monkeypatch.setattr(s3_parts_module.FileSlice, "read", counted)
+    requests = PartRequests(storage)
+    storage.publish([(sources[0], PART_KEYS[0])], (b"{}", MANIFEST_KEY))
+    content = sources[0].read_bytes()
+    digests = {_sha256(content[offset : offset + CHUNK]) for offset in range(0, len(content), CHUNK)}
+    file_parts = [headers for headers in requests.headers if int(headers["content-length"]) > 2]
+    assert {headers["x-amz-content-sha256"] for headers in file_parts} == digests
+    for headers in file_parts:
+        assert base64.b64decode(headers["x-amz-checksum-sha256"]).hex() == headers["x-amz-content-sha256"]
+        assert "Signature=" in headers["authorization"]
+    assert read["bytes"] == 2 * len(content)
+
+
+def test_without_checksums_botocore_signs_each_part_with_the_hash_it_computes(moto, bucket, sources):
+    storage = S3Storage(
+        **moto.storage_config(
+            bucket, prefix=PREFIX, multipart_threshold=CHUNK, multipart_chunk=CHUNK, verify_checksums=False
+        )
+    )
+    requests = PartRequests(storage)
+    storage.publish([(sources[0], PART_KEYS[0])], (b"{}", MANIFEST_KEY))
+    content = sources[0].read_bytes()
+    digests = {_sha256(content[offset : offset + CHUNK]) for offset in range(0, len(content), CHUNK)}
+    file_parts = [headers for headers in requests.headers if int(headers["content-length"]) > 2]
+    assert not any("x-amz-checksum-sha256" in headers for headers in file_parts)
+    assert {headers["x-amz-content-sha256"] for headers in file_parts} == digests
+    assert _read(storage, PART_KEYS[0]) == content
+    storage.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import random
 import shutil
 import subprocess
 import threading
@@ -457,3 +458,47 @@ def test_abort_dismisses_the_extra_connections_and_ends_the_publication(
     with pytest.raises(StorageError):
         publication.stage(sources[0], PART_KEYS[2])  # over: nothing more is taken
     assert files_under(base) == []
+
+
+# -- write requests, framed by pipelining.py --------------------------------------------------------------
+
+
+@pytest.fixture
+def session(sshd: SshdServer, base: Path) -> Iterator[paramiko.SFTPClient]:
+    storage = SftpStorage(**sshd.config(base_dir=str(base)))
+    client, sftp = storage._connector.connect()
+    yield sftp
+    client.close()
+
+
+def test_write_requests_land_byte_for_byte_across_ssh_packet_boundaries(session, base):
+    # A request's header rides in its first SSH packet with the start of its data: sizes that fill that
+    # packet exactly, spill one byte over it, fill several, and a full request, written back to back.
+    remote_path = str(base / "framed.bin")
+    with session.open(remote_path, "wb", bufsize=0) as remote:
+        payload = session.sock.out_max_packet_size - 64
+        header = 4 + 1 + 4 + 4 + len(remote.handle) + 8 + 4
+        sizes = [
+            1,
+            payload - header,
+            payload - header + 1,
+            2 * payload - header,
+            pipelining.WRITE_REQUEST_SIZE,
+            3,
+        ]
+        rng = random.Random(3)
+        chunks = [rng.randbytes(size) for size in sizes]
+        pipelining.write_pipelined(session, remote, 0, chunks, threading.Event())
+    assert (base / "framed.bin").read_bytes() == b"".join(chunks)
+    assert session.stat(remote_path).st_size == sum(sizes)  # the session is still in step
+
+
+def test_a_refused_write_request_fails_and_leaves_the_session_usable(session, base):
+    (base / "read-only.bin").write_bytes(b"unchanged")
+    remote_path = str(base / "read-only.bin")
+    with session.open(remote_path, "rb") as remote:  # a handle the server will not write through
+        chunks = [b"x" * pipelining.WRITE_REQUEST_SIZE] * 3
+        with pytest.raises(OSError):
+            pipelining.write_pipelined(session, remote, 0, chunks, threading.Event())
+    assert (base / "read-only.bin").read_bytes() == b"unchanged"
+    assert session.stat(remote_path).st_size == len(b"unchanged")

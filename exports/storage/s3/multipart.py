@@ -2,12 +2,13 @@
 and check what the server assembled, abort it.
 
 Integrity: every part is sent with its SHA-256 (`x-amz-checksum-sha256`, which S3 verifies before it
-accepts the part), and once an object is completed its composite checksum (the SHA-256 of the parts'
-digests) as reported by the server is compared with ours, so a part that was altered on the way or kept
-wrongly fails the commit. When CompleteMultipartUpload does not report the checksum (some S3-compatible
-servers, moto) it is read back with HEAD; a server that reports no checksum at all is trusted. A completed
-object found damaged raises UploadSpoiled: its staged bytes are spent. `verify_checksums=False` sends no
-checksum headers, for servers that reject them.
+accepts the part; the request's signature reuses that digest, see signing.py), and once an object is
+completed its composite checksum (the SHA-256 of the parts' digests) as reported by the server is compared
+with ours, so a part that was altered on the way or kept wrongly fails the commit. When
+CompleteMultipartUpload does not report the checksum (some S3-compatible servers, moto) it is read back
+with HEAD; a server that reports no checksum at all is trusted. A completed object found damaged raises
+UploadSpoiled: its staged bytes are spent. `verify_checksums=False` sends no checksum headers, for servers
+that reject them.
 """
 
 from __future__ import annotations

@@ -16,10 +16,13 @@ MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last of an upload
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
-# Measured against moto_server (bench/upload_s3.py, a loaded 2-core machine): 16 MiB parts, 8 at a time,
-# came to 0.85-1.0x of boto3's upload_file where 64 MiB parts made 0.65x: smaller parts keep reading,
-# hashing and sending overlapped. Memory does not depend on it (parts are streamed from the file).
-DEFAULT_PART_SIZE = 16 * MIB
+# boto3's TransferManager default (multipart_chunksize, and multipart_threshold). Against moto_server on
+# the shared 2-core machine the server's CPU per 300 MB upload grew with the part size (8 MiB 2.2-2.3 s,
+# 16 MiB 2.4-2.5 s, 32 MiB 2.8 s; 5 MiB no better than 8), and the server's CPU is most of an upload's there.
+# Memory does not depend on it (parts are streamed from the file).
+DEFAULT_PART_SIZE = 8 * MIB
+# Parts of one file in flight at a time: boto3's TransferManager default (max_concurrency).
+DEFAULT_CONCURRENCY = 10
 HASH_BLOCK = 4 * MIB
 
 
@@ -33,8 +36,9 @@ def part_ranges(size: int, threshold: int, chunk: int) -> list[tuple[int, int]]:
 
 
 def part_body(source: Path | bytes, offset: int, length: int, *, hashed: bool) -> tuple[Any, bytes | None]:
-    """A part's request body and, when `hashed`, its SHA-256 (read once more from the page cache when
-    sent: cheaper than holding a 64 MiB part in memory per thread)."""
+    """A part's request body and, when `hashed`, its SHA-256: the file is read twice, once here and once as
+    it is sent (from the page cache: cheaper than holding a part in memory per thread), and hashed once (the
+    request's signature reuses this digest, see signing.py)."""
     if isinstance(source, bytes):
         data = source[offset : offset + length]
         return data, hashlib.sha256(data).digest() if hashed else None

@@ -22,8 +22,9 @@ from exports.errors import ObjectNotFound, StorageError
 from exports.storage.base import ObjectStat, Publication, Storage, key_validate, range_check
 from exports.storage.s3.errors import FAILURES, HINTS, RETRYABLE_CODES, ErrorMapper, error_code, error_status
 from exports.storage.s3.multipart import MultipartUploads
-from exports.storage.s3.parts import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
+from exports.storage.s3.parts import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 from exports.storage.s3.publication import S3Publication
+from exports.storage.s3.signing import part_checksum_signing_install
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class S3Storage(Storage):
         session_token: str | None = None,
         multipart_threshold: int = DEFAULT_PART_SIZE,
         multipart_chunk: int = DEFAULT_PART_SIZE,
-        max_concurrency: int = 8,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
         presign_expires: int = 3600,
         addressing_style: str = "auto",
         verify_checksums: bool = True,
@@ -97,6 +98,8 @@ class S3Storage(Storage):
             self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
         except (BotoCoreError, ValueError) as exc:
             raise StorageError(f"invalid S3 storage configuration: {self._errors.scrub(str(exc))}") from exc
+        if verify_checksums:
+            part_checksum_signing_install(self._client)  # every part is hashed once, not twice (signing.py)
         self._multipart = MultipartUploads(
             self._client,
             self.bucket,
