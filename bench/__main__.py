@@ -14,7 +14,9 @@ django.setup()
 from bench import bundle, export, formats, latency, polling, preview, pruning, upload_s3, upload_sftp  # noqa: E402
 from bench import compile as compile_bench  # noqa: E402
 from bench import pg_export as pg_export_bench  # noqa: E402
+from bench import quote as quote_bench  # noqa: E402
 from bench import scale_out as scale_out_bench  # noqa: E402
+from bench import wait as wait_bench  # noqa: E402
 from bench.report import Report  # noqa: E402
 
 SECTIONS = {
@@ -24,6 +26,8 @@ SECTIONS = {
     "preview": preview.run,
     "polling": polling.run,
     "latency": latency.run,
+    "quote": quote_bench.run,
+    "wait": wait_bench.run,
     "compile": compile_bench.run,
     "pruning": pruning.run,
     "pg_export": pg_export_bench.run,

@@ -152,6 +152,8 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
         "loggers": {
             **{name: {"handlers": [], "propagate": True, "level": level} for name in _REROUTED},
             **{name: {"level": floor} for name in SECRET_BEARING_AT_DEBUG},
+            # httpx writes every request's URL at INFO, and a webhook URL may hold the receiver's token.
+            "httpx": {"level": "WARNING"},
         },
     }
 

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "exports",
     "insights",
     "queries",
+    "webhooks",
+    "schedules",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +149,20 @@ QUERY_REQUEUE_AFTER_SECONDS = env_int("QUERY_REQUEUE_AFTER_SECONDS", 300, minimu
 PREVIEW_TIME_LIMIT_SECONDS = env_int("PREVIEW_TIME_LIMIT_SECONDS", 10, minimum=1)
 PREVIEW_PER_MINUTE = env_int("PREVIEW_PER_MINUTE", 60, minimum=1)
 
+# Dry runs (POST /dwh/Q?dry_run=true, queries.quotes): the rows are counted exactly when the warehouse answers
+# within this many seconds, else from a sample of the window, else from the engine's statistics; a customer
+# may ask this many a minute (then 429). Without recorded runs yet, seconds are estimated at this throughput.
+QUOTE_TIME_LIMIT_SECONDS = env_int("QUOTE_TIME_LIMIT_SECONDS", 2, minimum=1)
+QUOTE_PER_MINUTE = env_int("QUOTE_PER_MINUTE", 120, minimum=1)
+QUOTE_DEFAULT_ROWS_PER_SECOND = env_int("QUOTE_DEFAULT_ROWS_PER_SECOND", 200_000, minimum=1)
+# A dry run's warehouse engine stays open this long for the next one (opening DuckDB costs more than counting a
+# customer's day); an idle DuckDB engine holds the file's shared lock that long. 0: one engine per dry run.
+QUOTE_ENGINE_IDLE_SECONDS = env_int("QUOTE_ENGINE_IDLE_SECONDS", 2, minimum=0)
+# A POST repeating an Idempotency-Key (with the same body) this long after the first gets the same query.
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
+# POST /dwh/Q?wait=N holds its answer (and a web thread) at most this many seconds.
+QUERY_WAIT_MAX_SECONDS = env_int("QUERY_WAIT_MAX_SECONDS", 30, minimum=0, maximum=30)
+
 # Exports.
 EXPORT_PART_BYTES = env_int("EXPORT_PART_BYTES", 1_000_000_000, minimum=1024)
 # Finished parts that may wait on local disk for their upload while the next one is written (at least 1).
@@ -162,6 +178,28 @@ DELIVERY_RETRIES = env_int("DELIVERY_RETRIES", 3, minimum=0)
 DELIVERY_BACKOFF_SECONDS = env_int("DELIVERY_BACKOFF_SECONDS", 2, minimum=0)
 # Presigned download URLs (S3) stay valid this long.
 PRESIGNED_URL_SECONDS = env_int("PRESIGNED_URL_SECONDS", 3600, minimum=60)
+
+# Webhooks (webhooks/): one signed POST per state change. A delivery that times out, cannot connect or gets a 5xx
+# is tried again after WEBHOOK_BACKOFF_SECONDS, doubling up to WEBHOOK_BACKOFF_MAX_SECONDS, for
+# WEBHOOK_RETRY_HOURS after the event. Receivers on loopback, private, link-local or metadata addresses are refused
+# unless WEBHOOK_ALLOW_PRIVATE (tests, a receiver inside the deployment). Beat runs the sweep every
+# WEBHOOK_SWEEP_SECONDS (far retries, lost messages, query.expiring); events are kept WEBHOOK_LOG_DAYS.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env_int("WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
+WEBHOOK_READ_TIMEOUT_SECONDS = env_int("WEBHOOK_READ_TIMEOUT_SECONDS", 10, minimum=1, maximum=300)
+WEBHOOK_BACKOFF_SECONDS = env_int("WEBHOOK_BACKOFF_SECONDS", 30, minimum=1)
+WEBHOOK_BACKOFF_MAX_SECONDS = env_int("WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=1)
+WEBHOOK_RETRY_HOURS = env_int("WEBHOOK_RETRY_HOURS", 24, minimum=1)
+WEBHOOK_SWEEP_SECONDS = env_int("WEBHOOK_SWEEP_SECONDS", 60, minimum=1)
+WEBHOOK_LOG_DAYS = env_int("WEBHOOK_LOG_DAYS", 30, minimum=1)
+
+# Schedules (schedules/): beat's tick every SCHEDULE_TICK_SECONDS claims the due times, sends the runs (a run at the
+# customer's limit waits for the next tick) and settles the ended ones. SCHEDULE_MAX_FAILURES failed runs in a row
+# pause a schedule; due times missed for longer than SCHEDULE_CATCH_UP_HOURS (beat down) are skipped, not run.
+SCHEDULE_TICK_SECONDS = env_int("SCHEDULE_TICK_SECONDS", 60, minimum=1)
+SCHEDULE_MAX_FAILURES = env_int("SCHEDULE_MAX_FAILURES", 3, minimum=1)
+SCHEDULE_CATCH_UP_HOURS = env_int("SCHEDULE_CATCH_UP_HOURS", 24, minimum=1)
+SCHEDULE_MAX_PER_CUSTOMER = env_int("SCHEDULE_MAX_PER_CUSTOMER", 100, minimum=1)
 
 # Celery: Redis in production; a server-less filesystem transport for the embedded default.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -207,9 +245,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULER = "insights.beat:TickRecordingScheduler"
 CELERY_BEAT_SCHEDULE = {
     "reap-leases": {"task": "queries.reap_leases", "schedule": float(REAPER_INTERVAL_SECONDS)},
+    "settle-reuses": {"task": "queries.settle_reuses", "schedule": float(REAPER_INTERVAL_SECONDS)},
     "expire-results": {"task": "queries.expire_results", "schedule": 3600.0},
     "sweep-uploads": {"task": "queries.sweep_uploads", "schedule": 6 * 3600.0},
     "delete-expired-tokens": {"task": "insights.delete_expired_tokens", "schedule": 3600.0},
+    "webhook-sweep": {"task": "webhooks.sweep", "schedule": float(WEBHOOK_SWEEP_SECONDS)},
+    "webhook-query-events": {"task": "queries.webhook_events", "schedule": float(WEBHOOK_SWEEP_SECONDS)},
+    "schedules-tick": {"task": "schedules.tick", "schedule": float(SCHEDULE_TICK_SECONDS)},
 }
 
 REST_FRAMEWORK = {
@@ -246,6 +288,8 @@ SPECTACULAR_SETTINGS = {
             "description": "List, read, fetch and delete a customer's exports (its queries).",
         },
         {"name": "auth", "description": "Bearer tokens."},
+        {"name": "schedules", "description": "Recurring exports: a query over a moving window."},
+        {"name": "webhooks", "description": "Signed POSTs to the customer's endpoint on every state change."},
     ],
     # Not drf-spectacular's enum hook: the hand-written enums stay inline, where a reader looks for them.
     "POSTPROCESSING_HOOKS": ["queries.api_schema.schema_complete"],

@@ -11,6 +11,7 @@ from rest_framework.permissions import AllowAny
 from insights.admin_login import admin_login
 from insights.apis import AuthenticateApi
 from queries.apis import api_path_not_found
+from webhooks.apis import WebhookApi
 
 # The schema and its docs page are public, and ignore any Authorization header (a stale token must not hide them).
 PUBLIC = {"authentication_classes": [], "permission_classes": [AllowAny]}
@@ -22,7 +23,9 @@ urlpatterns = [
     path("_rest/v4/authenticate", AuthenticateApi.as_view(), name="authenticate"),
     path("_rest/v4/schema", SpectacularAPIView.as_view(**PUBLIC), name="schema"),
     path("_rest/v4/docs", SpectacularSwaggerView.as_view(url_name="schema", **PUBLIC), name="docs"),
+    path("_rest/v4/webhook", WebhookApi.as_view(), name="webhook"),
     path("_rest/v4/", include("queries.urls")),
+    path("_rest/v4/", include("schedules.urls")),
 ]
 
 

@@ -11,12 +11,15 @@ from drf_spectacular.utils import OpenApiExample
 
 from exports.schema import ColumnType
 from queries.api_schema import Components, JsonSchema, SchemaComponent
+from queries.api_schema_submit import MAX_AGE_BODY
 from queries.catalog import Event, catalog
 from queries.export_settings import APPLIES, CHOICES, FORMATS, MAX_DESCRIPTION
 from queries.spec import Op
 from queries.validation import CORRELATION_KEY, INT64_MAX, INT64_MIN, LOWER_BOUNDS, UPPER_BOUNDS, QueryLimits
 
 LIMITS = QueryLimits()
+# What only a submitted query takes (its export's settings, and result reuse): previews and summaries do not.
+SUBMISSION_KEYS = ("output", "description", "filename", "max_age")
 
 # --- the query body's parts --------------------------------------------------------------------------------------
 
@@ -196,6 +199,7 @@ class QueryBody(SchemaComponent):
                     "pattern": "^[A-Za-z0-9._-]{1,100}$",
                     "description": "Names the downloads and the zip bundle (storage keys use the guid).",
                 },
+                "max_age": MAX_AGE_BODY,
             },
             "required": ["timestamp", "data"],
             "additionalProperties": False,
@@ -228,9 +232,7 @@ class PreviewBody(SchemaComponent):
     @classmethod
     def openapi_schema(cls, components: Components) -> JsonSchema:
         query = QueryBody.openapi_schema(components)
-        properties = {
-            k: v for k, v in query["properties"].items() if k not in ("output", "description", "filename")
-        }
+        properties = {k: v for k, v in query["properties"].items() if k not in SUBMISSION_KEYS}
         return {
             "type": "object",
             "description": "A query body, plus how many rows to show and whether to name fields for people.",
@@ -291,9 +293,7 @@ class SummaryBody(SchemaComponent):
     @classmethod
     def openapi_schema(cls, components: Components) -> JsonSchema:
         query = QueryBody.openapi_schema(components)
-        properties = {
-            k: v for k, v in query["properties"].items() if k not in ("output", "description", "filename")
-        }
+        properties = {k: v for k, v in query["properties"].items() if k not in SUBMISSION_KEYS}
         return {
             "type": "object",
             "description": "A window (`timestamp`) alone: every event of the customer in it; with `data`, "

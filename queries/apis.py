@@ -23,19 +23,27 @@ from exports.storage.base import Storage
 from insights.models import Customer
 from queries import api_schema as doc
 from queries.api_schema_query import QUERY_EXAMPLES, QueryBody
+from queries.api_schema_submit import QueryQuoteOrReplay, submit_parameters
 from queries.delivery import query_storage
 from queries.downloads import RangeNotSatisfiable, byte_range_parse
 from queries.errors import PartNotFound, QueryConflict, QueryNotFound, ResultGone, ResultUnavailable
+from queries.idempotency import HEADER as IDEMPOTENCY_HEADER
+from queries.idempotency import idempotency_key_read
 from queries.models import QueryRequest, QueryStatus
+from queries.quotes import dry_run_read, query_quote
+from queries.reuse import max_age_read
 from queries.selectors import STATUS_FIELDS, catalog_describe, query_get
 from queries.serializers import (
     GONE,
+    QueryAcceptedSerializer,
     QueryCancelSerializer,
-    QueryCreatedSerializer,
     QueryLocationSerializer,
     QueryStateSerializer,
+    QuoteSerializer,
 )
-from queries.services import query_cancel, query_create
+from queries.services import query_cancel
+from queries.submission import query_submit
+from queries.waiting import query_wait, wait_read
 
 logger = logging.getLogger(__name__)
 
@@ -103,32 +111,61 @@ class QueryCollectionApi(QueryApiBase):
     @extend_schema(
         operation_id="query_create",
         summary="Submit a query",
-        description="Validates the body, allocates a guid and queues the query; poll its status.",
+        description="Validates the body, allocates a guid and queues the query; poll its status. "
+        "`?dry_run=true` quotes it instead (200, nothing created); `?wait=N` answers once it ended or N seconds "
+        "passed, with its status; `max_age` takes a recent result of the same query instead of a new run "
+        "(Completed at once); `Idempotency-Key` makes a retried POST safe (200 with the first POST's guid).",
         tags=["queries"],
         request=QueryBody,
         examples=QUERY_EXAMPLES,
-        parameters=doc.secured_headers(),
+        parameters=[*submit_parameters(), *doc.secured_headers()],
         responses=doc.secured(
             {
-                201: QueryCreatedSerializer,
+                200: OpenApiResponse(
+                    QueryQuoteOrReplay,
+                    "?dry_run=true: the quote. Or the Idempotency-Key was sent before with this body: that query.",
+                ),
+                201: QueryAcceptedSerializer,
                 400: doc.error(
                     "The body is not a valid query (or not JSON). The documented messages are objects: "
                     '`{"Date_Filters": {"message": ..., "code": "422-6"}}`, `{"Operators": ...}`; the rest '
-                    'strings, such as "Flow Id is not a valid field.".'
+                    'strings, such as "Flow Id is not a valid field.". Also a bad dry_run, wait, max_age or '
+                    "Idempotency-Key."
                 ),
                 413: doc.error("The body is larger than the limit (API_MAX_BODY_BYTES, 64 KiB by default)."),
                 415: doc.error("The body is not application/json."),
+                422: doc.error(
+                    "The Idempotency-Key was used with another body within IDEMPOTENCY_KEY_HOURS."
+                ),
+                503: doc.error("Dry run: the warehouse cannot answer now."),
             },
             throttled="The customer's concurrent-query limit is reached (`max concurrent queries per user (N) "
-            "reached`), or this client failed to authenticate too often this minute: retry after Retry-After "
-            "seconds.",
+            "reached`), too many dry runs this minute, or this client failed to authenticate too often this "
+            "minute: retry after Retry-After seconds.",
         ),
     )
     def post(self, request: Request) -> Response:
-        created = query_create(
-            customer=self.customer(request), body=request.data, author=_author(request.user)
+        customer, params = self.customer(request), request.query_params
+        # Every parameter is checked first, so that a dry run refuses what the POST would refuse.
+        dry_run, wait = dry_run_read(params.get("dry_run")), wait_read(params.get("wait"))
+        idempotency_key = idempotency_key_read(request.headers.get(IDEMPOTENCY_HEADER))
+        max_age = max_age_read(request.data, params.get("max_age"))
+        if dry_run:
+            return Response(QuoteSerializer(query_quote(customer=customer, body=request.data)).data)
+        submitted = query_submit(
+            customer=customer,
+            body=request.data,
+            author=_author(request.user),
+            idempotency_key=idempotency_key,
+            max_age=max_age,
         )
-        return Response(QueryCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
+        query = submitted.query
+        if wait is not None:
+            query = query_wait(customer=customer, guid=query.guid, seconds=wait)
+        return Response(
+            QueryAcceptedSerializer(query, context={"waited": wait is not None}).data,
+            status=status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK,
+        )
 
 
 class QueryStatusApi(QueryApiBase):

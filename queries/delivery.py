@@ -6,9 +6,17 @@ import shutil
 from pathlib import Path
 
 from exports.storage.base import Storage
-from insights.destinations import destination_storage
+from insights.destinations import destination_default, destination_storage
 from insights.models import Destination
 from queries.models import QueryRequest, QueryStatus
+
+
+def query_destination(query: QueryRequest) -> Destination | None:
+    """Where a run publishes: the destination the query was created for (a schedule's, schedules.runs), else
+    the customer's default (None: this server's local export directory)."""
+    if query.destination_id is not None:
+        return query.destination
+    return destination_default(query.customer)
 
 
 def query_storage(query: QueryRequest) -> Storage:

@@ -18,7 +18,9 @@ from typing import Any
 from queries.json_kinds import json_kind
 from queries.validation import QueryValidationError
 
-KEYS = ("output", "description", "filename")
+# `max_age` is not the export's but the submission's (queries.reuse reads it): it is set apart all the same, so
+# that the body is stored as sent while validation sees the query alone.
+KEYS = ("output", "description", "filename", "max_age")
 FORMATS = ("csv", "xlsx", "parquet", "ndjson")
 CHOICES: dict[str, tuple[str, ...]] = {
     "format": FORMATS,

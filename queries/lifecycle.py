@@ -28,8 +28,11 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from insights.models import Customer
+from queries.end_signals import query_end_publish
 from queries.errors import QueryConflict
+from queries.history import run_record
 from queries.models import QueryRequest, QuerySlice, QueryStatus, SliceState
+from queries.webhook_events import query_end_emit, query_event_emit
 
 CANCELED_BY_CUSTOMER = "Canceled at the customer's request."
 TIMED_OUT = (
@@ -84,6 +87,7 @@ def query_claim(*, query_id: int) -> Claim | None:
     if not taken:
         return None
     query = QueryRequest.objects.select_related("customer").get(pk=query_id)
+    query_event_emit(query_id=query_id, type="query.started")  # once per query, whatever the attempt
     return Claim(query=query, attempt=query.attempts)
 
 
@@ -124,8 +128,8 @@ def query_complete(
     summary: str = "",
 ) -> bool:
     """Record the published result and its summary (JSON text), if this attempt still holds the lease (the
-    fencing check)."""
-    return _finish(
+    fencing check); the run is then recorded for the dry run's estimates (queries.history)."""
+    completed = _finish(
         claim,
         status=QueryStatus.COMPLETED,
         messages=[],
@@ -137,6 +141,9 @@ def query_complete(
         destination_id=destination_id,
         summary=summary,
     )
+    if completed:
+        run_record(query_id=claim.query.pk)
+    return completed
 
 
 def query_completed_with(*, query_id: int, files: list[dict[str, Any]]) -> bool:
@@ -155,7 +162,7 @@ def query_stopped(*, claim: Claim, timed_out: bool) -> bool:
     if timed_out:
         return _finish(claim, status=QueryStatus.CANCELED, messages=[TIMED_OUT])
     held = _held(claim).filter(cancel_requested=True)
-    return bool(
+    stopped = bool(
         held.update(
             status=QueryStatus.CANCELED,
             finished_at=timezone.now(),
@@ -164,6 +171,8 @@ def query_stopped(*, claim: Claim, timed_out: bool) -> bool:
             messages=[CANCELED_BY_CUSTOMER],
         )
     )
+    query_end_emit(query_id=claim.query.pk)  # the customer's webhook (queries.webhook_events)
+    return stopped
 
 
 def query_release(*, claim: Claim, message: str) -> bool:
@@ -195,11 +204,15 @@ def _renew(claim: Claim, *, _open: bool = False, **fields: Any) -> bool:
 
 
 def _finish(claim: Claim, *, status: str, **fields: Any) -> bool:
-    return bool(
+    finished = bool(
         _held(claim).update(
             status=status, finished_at=timezone.now(), lease_expires_at=None, publication=None, **fields
         )
     )
+    if finished:
+        query_end_publish(query_id=claim.query.pk)  # wakes a POST waiting for it (?wait=N)
+        query_end_emit(query_id=claim.query.pk)  # the customer's webhook (queries.webhook_events)
+    return finished
 
 
 # -- the customer: cancel -------------------------------------------------------------------------------------
@@ -224,6 +237,7 @@ def query_cancel(*, query: QueryRequest) -> QueryRequest:
     if not ended:
         pending.update(cancel_requested=True)
     query.refresh_from_db()
+    query_end_emit(query_id=query.pk)  # if Canceled now (a flagged run says so when it stops)
     if query.status not in (QueryStatus.PENDING, QueryStatus.CANCELED):
         raise QueryConflict(f"Query {query.guid} already finished with status {query.status}.")
     return query
@@ -324,7 +338,7 @@ def queries_unclaimed(*, now: datetime, all_of_them: bool = False) -> list[int]:
     broker is known to have lost its messages. Marks them enqueued now; returns their ids."""
     queued = QueryRequest.objects.filter(
         status=QueryStatus.PENDING, lease_expires_at__isnull=True, cancel_requested=False
-    )
+    ).filter(reused_from__isnull=True)  # a reuse following another query's run is never run (queries.reuse)
     if not all_of_them:
         waited = now - timedelta(seconds=settings.QUERY_REQUEUE_AFTER_SECONDS)
         queued = queued.filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=waited))

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from exports.errors import StorageError
-from insights.destinations import destination_default, destination_storage
+from insights.destinations import destination_storage
 from insights.models import Customer, Destination
-from queries.delivery import query_storage
+from queries.delivery import query_destination, query_storage
 from queries.dispatch import broker_messages_lost, queries_enqueue, slices_enqueue
 from queries.journal import journal_settle
 from queries.lifecycle import (
@@ -36,6 +36,7 @@ from queries.slice_lifecycle import (
     slices_unclaimed,
 )
 from queries.slice_runner import slice_leftovers
+from queries.webhook_events import query_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def results_expire(*, now: datetime | None = None) -> int:
         )
         for query in old.select_related("destination", "customer"):
             expired += _expire(query)
+            query_event_emit(query_id=query.pk, type="query.expired")  # if it did expire
     reaper_acted(expired=expired)
     return expired
 
@@ -102,9 +104,8 @@ def slices_sweep() -> int:
     for piece in slices_leftover().select_related("query", "query__customer"):
         keys = slice_leftovers(piece)
         try:
-            # Where the run wrote them: the customer's default destination (a query records its own only once
-            # it is Completed).
-            with destination_storage(destination_default(piece.query.customer)) as storage:
+            # Where the run wrote them: the query's own destination (a schedule's) or the customer's default.
+            with destination_storage(query_destination(piece.query)) as storage:
                 storage.delete(keys)
         except StorageError as error:
             logger.warning("query %s: slice files could not be removed yet: %s", piece.query.guid, error)

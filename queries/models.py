@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
 
 def guid_new() -> str:
@@ -92,6 +93,16 @@ class QueryRequest(models.Model):
     # manifest), written just before the first final name appears and cleared when the query ends. An
     # attempt that died mid-publish leaves it behind for the next one to finish or roll back (queries.journal).
     publication = models.JSONField(null=True, blank=True)
+    # A reused result (queries.reuse): this query runs nothing and takes no slot; it shows the result of the
+    # query it names (the first one that ran), or follows it to its end while that one is still Pending.
+    reused_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reuses",
+        help_text="The query whose result this one shares (max_age); empty when it ran itself.",
+    )
 
     class Meta:
         indexes = [models.Index(fields=["customer", "status"], name="query_customer_status")]
@@ -149,3 +160,48 @@ class QuerySlice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.query_id}/{self.attempt}/{self.index}"
+
+
+class IdempotencyKey(models.Model):
+    """A customer's `Idempotency-Key` and the query its first POST created (queries.idempotency): a POST
+    repeating the key within IDEMPOTENCY_KEY_HOURS gets that query back instead of a new one."""
+
+    customer = models.ForeignKey(
+        "insights.Customer", on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(
+        max_length=64,
+        help_text="The query's fingerprint and its export settings, hashed: what 'the same body' is.",
+    )
+    query = models.ForeignKey(QueryRequest, on_delete=models.CASCADE, related_name="idempotency_keys")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "key"], name="idempotency_key_unique")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RunRecord(models.Model):
+    """One completed run, as the quote's estimates learn from it (queries.history): how many rows and
+    uncompressed bytes it wrote for which events and fields, and how long it ran on which engine."""
+
+    customer = models.ForeignKey("insights.Customer", on_delete=models.CASCADE, related_name="run_records")
+    engine = models.CharField(max_length=32, help_text="The warehouse dialect the run read from.")
+    shape = models.CharField(max_length=64, help_text="sha256 of the events and output columns (sorted).")
+    output_format = models.CharField(max_length=16, default="csv")
+    rows = models.BigIntegerField()
+    bytes = models.BigIntegerField(help_text="Uncompressed bytes written (the CSV's, for csv).")
+    seconds = models.FloatField(help_text="From the run's start to Completed.")
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["engine", "finished_at"], name="run_record_engine"),
+            models.Index(fields=["shape", "finished_at"], name="run_record_shape"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.engine} {self.rows} rows in {self.seconds:.3f} s"

@@ -43,10 +43,11 @@ from exports.results import ResultNames
 from exports.summary import ExportSummary
 from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
 from exports.writers.formats import OutputFormat
-from insights.destinations import destination_default, destination_storage
+from insights.destinations import destination_storage
 from insights.failpoints import failpoint
 from insights.logs import log_context_set
 from insights.models import Customer
+from queries.delivery import query_destination
 from queries.dispatch import query_enqueue, slice_enqueue
 from queries.errors import QueryFailed
 from queries.journal import journal_build
@@ -178,7 +179,7 @@ def _run(claim: Claim, workdir: Path) -> None:
     if _sliced(claim, engine, control):
         return
     customer = claim.query.customer
-    destination = destination_default(customer)  # None: this server's local export directory
+    destination = query_destination(claim.query)  # None: this server's local export directory
     names = ResultNames.report(
         customer_key=customer.key,
         guid=claim.query.guid,

@@ -11,7 +11,8 @@ from django.db.models import Q
 from insights.models import Customer
 from queries.catalog import catalog
 from queries.errors import QueryNotFound
-from queries.models import QueryRequest
+from queries.models import QueryRequest, QueryStatus
+from queries.reuse import follower_settle, followers_settle
 from queries.serializers import CatalogFieldSerializer
 
 GUID_LENGTH = 32
@@ -42,6 +43,7 @@ STATUS_FIELDS = (
     "submitted_at",
     "started_at",
     "finished_at",
+    "reused_from",  # a reuse still following another query's run is settled when read (queries.reuse)
 )
 
 
@@ -53,9 +55,12 @@ def query_get(*, customer: Customer, guid: str, fields: tuple[str, ...] | None =
         raise QueryNotFound()
     queryset = QueryRequest.objects.only(*fields) if fields else QueryRequest.objects.all()
     try:
-        return queryset.get(customer_id=customer.pk, guid=guid)
+        query = queryset.get(customer_id=customer.pk, guid=guid)
     except QueryRequest.DoesNotExist:
         raise QueryNotFound() from None
+    if query.status == QueryStatus.PENDING and query.reused_from_id is not None and follower_settle(query):
+        query = queryset.get(pk=query.pk)
+    return query
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ def exports_page(
     *, customer: Customer, filters: ExportFilters, limit: int
 ) -> tuple[list[QueryRequest], bool]:
     """The customer's queries, newest first, at most `limit`, and whether more follow."""
+    followers_settle(customer=customer)  # reuses whose original ended show its end
     queryset = QueryRequest.objects.filter(customer_id=customer.pk).select_related("customer")
     if filters.status:
         queryset = queryset.filter(status=filters.status)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -52,10 +53,47 @@ class InstantField(serializers.Field):
 _INSTANT = InstantField()
 
 
-class QueryCreatedSerializer(serializers.Serializer):
-    """The accepted query's guid (32 lowercase hex digits); poll its status."""
+class EstimateSerializer(serializers.Serializer):
+    """What the run is expected to produce and take."""
 
-    id = GuidField(source="guid")
+    rows = serializers.IntegerField(min_value=0, help_text="Rows of the result (see `method`).")
+    bytes = serializers.IntegerField(
+        min_value=0, help_text="Uncompressed CSV bytes, from the recorded bytes per row of such queries."
+    )
+    seconds = serializers.FloatField(
+        min_value=0, help_text="Run time, from the recorded runs of this engine."
+    )
+    method = serializers.ChoiceField(
+        choices=["exact-count", "sampled", "statistics"],
+        help_text="How `rows` was had: counted within QUOTE_TIME_LIMIT_SECONDS, counted on a sample of the "
+        "window and scaled, or the warehouse's own estimate.",
+    )
+
+
+class SlotsSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=0, help_text="The customer's concurrent-query limit.")
+    in_use = serializers.IntegerField(min_value=0, help_text="Its queries holding a slot now.")
+
+
+class QueuePlaceSerializer(serializers.Serializer):
+    position = serializers.IntegerField(
+        min_value=0, help_text="Slots that must free before the query could be accepted (0: one is free)."
+    )
+    eta_seconds = serializers.FloatField(
+        min_value=0, help_text="When that is expected (0 while one is free)."
+    )
+
+
+class QuoteSerializer(serializers.Serializer):
+    """A dry run's answer: nothing was created, queued or counted against a slot."""
+
+    valid = serializers.BooleanField(help_text="Always true: an invalid body is a 400, as for a real POST.")
+    fingerprint = serializers.RegexField(r"^[0-9a-f]{64}$", help_text="The query's fingerprint.")
+    columns = serializers.ListField(child=serializers.CharField(), help_text="The result's header, in order.")
+    estimate = EstimateSerializer()
+    over_cap = serializers.BooleanField(help_text="The bytes exceed the per-query cap: a run would fail.")
+    slots = SlotsSerializer()
+    queue = QueuePlaceSerializer()
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -94,6 +132,21 @@ class QueryStateSerializer(serializers.Serializer):
         body = dict(super().to_representation(instance))
         if instance.status not in ENDED_WITH_MESSAGES:
             del body["messages"]
+        return body
+
+
+class QueryAcceptedSerializer(serializers.Serializer):
+    """The query's guid; with `?wait=N`, also its status once it ended or N seconds passed."""
+
+    id = GuidField(source="guid")
+    status = QueryStateSerializer(
+        source="*", required=False, help_text="With ?wait=N only: the status document, as GET .../status."
+    )
+
+    def to_representation(self, instance: QueryRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": instance.guid}
+        if self.context.get("waited"):
+            body["status"] = QueryStateSerializer(instance).data
         return body
 
 
@@ -172,6 +225,15 @@ def _millis(canonical: str) -> str:
     return canonical[:23] + "Z"
 
 
+class ExportListSerializer(serializers.ListSerializer):
+    """Exports of a page: their schedules' runs are read in one query for the whole page, not one per export."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        exports = list(data.all() if hasattr(data, "all") else data)
+        prefetch_related_objects(exports, "schedule_run")
+        return super().to_representation(exports)
+
+
 class ExportSerializer(serializers.Serializer):
     """One export: a query with its settings, its window and its result. `download_link` follows to the
     result itself (one part: a redirect to its download; several: a zip of every part and the manifest)."""
@@ -192,6 +254,10 @@ class ExportSerializer(serializers.Serializer):
     expires_at = serializers.SerializerMethodField()
     download_link = serializers.SerializerMethodField()
     downloadable = serializers.SerializerMethodField()
+    schedule_id = serializers.SerializerMethodField()
+
+    class Meta:
+        list_serializer_class = ExportListSerializer
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -239,6 +305,19 @@ class ExportSerializer(serializers.Serializer):
     )
     def get_downloadable(self, query: QueryRequest) -> bool:
         return query.status == QueryStatus.COMPLETED and bool(query.files)
+
+    @extend_schema_field(
+        {
+            "type": "integer",
+            "nullable": True,
+            "description": "The schedule that ran it; null for an ad-hoc query.",
+        }
+    )
+    def get_schedule_id(self, query: QueryRequest) -> int | None:
+        # The schedules app's ScheduleRun points at the query (related_name "schedule_run"); read by that name
+        # rather than imported, as queries sits below schedules.
+        run = getattr(query, "schedule_run", None)
+        return run.schedule_id if run is not None else None
 
     @staticmethod
     def _bound(query: QueryRequest, ops: tuple[str, str]) -> str | None:

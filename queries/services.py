@@ -23,9 +23,12 @@ from queries.export_settings import export_settings_split
 from queries.lifecycle import query_cancel, query_deleted
 from queries.models import QueryRequest, QueryStatus
 from queries.plan import plan_build
+from queries.queue_eta import slots_held
+from queries.reuse import result_keys, reuses_expire
 from queries.slicing import slice_plan
 from queries.validation import query_validate
 from queries.warehouse import warehouse_dialect
+from queries.webhook_events import query_event_emit
 
 __all__ = ["body_text", "export_delete", "query_cancel", "query_create"]
 
@@ -38,15 +41,19 @@ def body_text(body: Any) -> str:
     return json.dumps(body, ensure_ascii=True)
 
 
-def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryRequest:
+def query_create(
+    *, customer: Customer, body: Any, author: str = "", max_window: timedelta | None = None
+) -> QueryRequest:
     """Validate and compile the body once, take a slot and persist the plan a run will execute; the run is
     enqueued once the row is committed (a failed hand-over still answers: the reaper sends it again).
-    `author` is who asked (an API key's or a user's name).
+    `author` is who asked (an API key's or a user's name). `max_window` replaces the customer's widest window
+    (a schedule's calendar month is 31 local days, and in UTC also the hour a DST change adds: schedules.runs).
 
     Raises QueryValidationError (400) or ConcurrencyLimitReached (429).
     """
     export, query_body = export_settings_split(body)
-    query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
+    widest = max_window if max_window is not None else timedelta(days=customer.max_window_days)
+    query_spec = query_validate(query_body, max_window=widest)
     # The hidden summary columns ride along: the export counts its summary in the same pass (exports.summary).
     statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect(), summary=True)
     display = export.output.get("header") == "display"
@@ -57,7 +64,7 @@ def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryReq
         # The customer row lock serialises concurrent POSTs of one customer on PostgreSQL; on SQLite the
         # IMMEDIATE transaction mode (settings) takes the write lock at BEGIN, which serialises them too.
         locked = Customer.objects.select_for_update().get(pk=customer.pk)
-        live = QueryRequest.objects.filter(customer=locked, status=QueryStatus.PENDING).count()
+        live = slots_held(locked).count()  # Pending queries, reuses following another's run aside
         if live >= locked.max_concurrent_queries:
             raise ConcurrencyLimitReached(locked.max_concurrent_queries)
         created = QueryRequest.objects.create(
@@ -71,6 +78,7 @@ def query_create(*, customer: Customer, body: Any, author: str = "") -> QueryReq
             author=author[:150],
             enqueued_at=timezone.now(),
         )
+        query_event_emit(query_id=created.pk, type="query.submitted")  # delivered once this commits
         transaction.on_commit(lambda: query_enqueue(query_id=created.pk))
     return created
 
@@ -83,12 +91,14 @@ def export_delete(*, query: QueryRequest) -> QueryRequest:
         # Canceled at once, or flagged for its worker, which stops it within a heartbeat: delete again then.
         return query_cancel(query=query)
     query_deleted(query=query)
-    keys = [entry["path"] for entry in query.files] + ([query.manifest_path] if query.manifest_path else [])
+    query_event_emit(query_id=query.pk, type="query.deleted")
+    reuses_expire(original=query)
+    keys, manifest = result_keys(query)  # a reuse's parts are its original's: it owns its manifest only
     try:
         with query_storage(query) as storage:
-            storage.delete(keys[:-1] if query.manifest_path else keys)
-            if query.manifest_path:
-                storage.delete([query.manifest_path])
+            storage.delete(keys)
+            if manifest:
+                storage.delete([manifest])
     except StorageError as error:
         logger.warning("query %s: its files could not be deleted yet: %s", query.guid, error)
         raise ResultUnavailable(

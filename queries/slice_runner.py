@@ -37,9 +37,10 @@ from exports.results import ResultNames
 from exports.storage.base import Storage
 from exports.summary import ExportSummary, SummaryCollector
 from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
-from insights.destinations import destination_default, destination_storage
+from insights.destinations import destination_storage
 from insights.logs import log_context_set
 from insights.models import Customer
+from queries.delivery import query_destination
 from queries.dispatch import slice_enqueue
 from queries.errors import QueryFailed
 from queries.journal import journal_build
@@ -162,7 +163,7 @@ def _slice_export(claim: SliceClaim, workdir: Path) -> list[QuerySlice] | None:
             control,
             lambda rows, size: slice_heartbeat(claim=claim, rows=rows, bytes_written=size),
         ),
-        destination_storage(destination_default(customer)) as storage,
+        destination_storage(query_destination(query)) as storage,
         storage.publication() as publication,
     ):
         control.storage_kind = storage.kind
@@ -257,7 +258,7 @@ def _publish(claim: Claim, slices: list[QuerySlice]) -> None:
     files = [{**entry, "path": names.key(names.part(n))} for n, entry in enumerate(entries)]
     figures = _summary(slices)
     summary_text = "" if figures is None else json.dumps(figures, separators=(",", ":"))
-    destination = destination_default(customer)
+    destination = query_destination(query)
     destination_id = getattr(destination, "pk", None)
     journal = journal_build(
         destination_id=destination_id,

@@ -8,8 +8,10 @@ from celery import shared_task
 
 from queries.dispatch import RUN_TASK, SLICE_TASK
 from queries.maintenance import leases_reap, results_expire, uploads_sweep
+from queries.reuse import followers_settle
 from queries.runner import query_run
 from queries.slice_runner import slice_run
+from queries.webhook_events import webhook_events_catch_up
 
 
 @shared_task(name=RUN_TASK, acks_late=True, ignore_result=True)
@@ -37,3 +39,15 @@ def uploads_sweep_task() -> int:
 @shared_task(name="queries.reap_leases", ignore_result=True)
 def leases_reap_task() -> dict[str, int]:
     return asdict(leases_reap())
+
+
+@shared_task(name="queries.settle_reuses", ignore_result=True)
+def followers_settle_task() -> int:
+    """Reuses following a run that ended (queries.reuse) take its end, also when nobody reads them."""
+    return followers_settle()
+
+
+@shared_task(name="queries.webhook_events", ignore_result=True)
+def webhook_events_catch_up_task() -> int:
+    """query.expiring, and endings no state change announced (queries.webhook_events)."""
+    return webhook_events_catch_up()

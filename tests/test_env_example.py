@@ -17,7 +17,7 @@ _READ = re.compile(r"""(?:env_(?:str|int|bool|list)|os\.environ\.get)\(\s*["']([
 
 def _read_by_code() -> set[str]:
     names: set[str] = set()
-    for package in ("insights", "queries", "exports"):
+    for package in ("insights", "queries", "exports", "webhooks", "schedules"):
         for path in (ROOT / package).rglob("*.py"):
             names.update(_READ.findall(path.read_text()))
     return names - {"DJANGO_SETTINGS_MODULE"}

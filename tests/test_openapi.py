@@ -34,11 +34,15 @@ QUERY_SUMMARY = "/_rest/v4/dwh/Q/{guid}/summary"
 SUMMARY = "/_rest/v4/dwh/summary"
 EXPORTS = "/_rest/v4/dwh/exports"
 EXPORT = "/_rest/v4/dwh/exports/{guid}"
+WEBHOOK = "/_rest/v4/webhook"
+SCHEDULES = "/_rest/v4/dwh/schedules"
+SCHEDULE = "/_rest/v4/dwh/schedules/{schedule_id}"
+SCHEDULE_RUN = "/_rest/v4/dwh/schedules/{schedule_id}/run"
 # Every operation of docs/DESIGN.md §3, with every status it can answer.
 OPERATIONS = {
     (AUTHENTICATE, "post"): {"200", "400", "401", "413", "415", "429"},
     (COLLECTION, "get"): {"200", "401", "429"},
-    (COLLECTION, "post"): {"201", "400", "401", "413", "415", "429"},
+    (COLLECTION, "post"): {"200", "201", "400", "401", "413", "415", "422", "429", "503"},
     (STATUS, "get"): {"200", "401", "404", "429"},
     (DETAIL, "get"): {"200", "401", "404", "410", "429"},
     (DETAIL, "head"): {"200", "401", "404", "410", "429"},
@@ -51,6 +55,15 @@ OPERATIONS = {
     (EXPORTS, "get"): {"200", "400", "401", "429"},
     (EXPORT, "get"): {"200", "303", "400", "401", "404", "409", "410", "429"},
     (EXPORT, "delete"): {"200", "202", "401", "404", "429", "503"},
+    (WEBHOOK, "get"): {"200", "401", "404", "429"},
+    (WEBHOOK, "put"): {"200", "201", "400", "401", "413", "415", "429"},
+    (WEBHOOK, "delete"): {"204", "401", "404", "429"},
+    (SCHEDULES, "get"): {"200", "401", "429"},
+    (SCHEDULES, "post"): {"201", "400", "401", "413", "415", "429"},
+    (SCHEDULE, "get"): {"200", "401", "404", "429"},
+    (SCHEDULE, "patch"): {"200", "400", "401", "404", "413", "415", "429"},
+    (SCHEDULE, "delete"): {"204", "401", "404", "429"},
+    (SCHEDULE_RUN, "post"): {"202", "401", "404", "409", "429"},
 }
 GUID_OPERATIONS = [key for key in OPERATIONS if "{guid}" in key[0]]
 NOT_FOUND = [

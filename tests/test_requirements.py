@@ -18,7 +18,7 @@ from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1
 from tests.service import ROOT, Service, production_shape, service_running
 
-RUNTIME_PACKAGES = ("insights", "queries", "exports", "insights_cli")
+RUNTIME_PACKAGES = ("insights", "queries", "exports", "webhooks", "schedules", "insights_cli")
 
 
 @pytest.fixture(scope="module")
