@@ -16,6 +16,7 @@ from bench import compile as compile_bench  # noqa: E402
 from bench import pg_export as pg_export_bench  # noqa: E402
 from bench import quote as quote_bench  # noqa: E402
 from bench import scale_out as scale_out_bench  # noqa: E402
+from bench import spark as spark_bench  # noqa: E402
 from bench import wait as wait_bench  # noqa: E402
 from bench.report import Report  # noqa: E402
 
@@ -32,6 +33,7 @@ SECTIONS = {
     "pruning": pruning.run,
     "pg_export": pg_export_bench.run,
     "scale_out": scale_out_bench.run,
+    "spark": spark_bench.run,
     "upload_s3": upload_s3.run,
     "sftp_upload": upload_sftp.run,
 }

@@ -232,8 +232,9 @@ def _spark_submit() -> str:
 
 
 @contextlib.contextmanager
-def spark_server() -> Iterator[SparkServer]:
-    """A Spark Connect server (local[2]) on a free loopback port, its scratch files in a temporary directory."""
+def spark_server(extra_confs: dict[str, str] | None = None) -> Iterator[SparkServer]:
+    """A Spark Connect server (local[2]) on a free loopback port, its scratch files in a temporary directory;
+    `extra_confs` add to or override the Spark settings below (the benchmark gives the driver more memory)."""
     submit = _spark_submit()
     base = Path(tempfile.mkdtemp(prefix="insights-spark-"))
     port = free_port()
@@ -246,6 +247,7 @@ def spark_server() -> Iterator[SparkServer]:
         "spark.driver.memory": "1g",
         "spark.sql.shuffle.partitions": "2",  # tests read a few rows: two tasks, not 200
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={base}",
+        **(extra_confs or {}),
     }
     command = [submit, "--class", SPARK_CONNECT_SERVER, "--master", "local[2]", "--name", "insights-tests"]
     for key, value in confs.items():

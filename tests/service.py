@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer, _stop, free_port, wait_for_port
+from tests.servers import PostgresServer, RedisServer, SparkServer, _stop, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -223,13 +223,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class Shape:
     """Where a service keeps its state. `embedded`: what `make run` uses (SQLite metadata, a DuckDB warehouse,
     the filesystem broker, a file cache). `production`: what docker-compose.yml runs (PostgreSQL metadata and
-    warehouse, Redis broker and cache)."""
+    warehouse, Redis broker and cache). `spark`: production's, with a Spark Connect warehouse (spark_shape)."""
 
     name: str
     database_url: str
     broker_url: str
     warehouse_url: str
     cache_url: str
+    lake_path: str | None = None  # a lake engine's files (Spark: WAREHOUSE_LAKE_PATH)
 
     def env(self) -> dict[str, str]:
         env = {
@@ -238,12 +239,16 @@ class Shape:
             "WAREHOUSE_URL": self.warehouse_url,
             "CACHE_URL": self.cache_url,
         }
+        if self.lake_path is not None:
+            env["WAREHOUSE_LAKE_PATH"] = self.lake_path
         if not self.database_url.startswith("sqlite"):
             env["INSIGHTS_SECRETS_KEY"] = TEST_SECRETS_KEY  # required beside a shared metadata database
         return env
 
 
 SHAPES = ("embedded", "production")
+# What service_running loads into the warehouse (a test may load the same rows into another warehouse).
+DEMO_SEED = ("seed_demo", "--customers", "3", "--sessions", "400", "--seed", "7")
 # A Fernet key (32 bytes, url-safe base64) for the services these tests start; no deployment uses it.
 TEST_SECRETS_KEY = base64.urlsafe_b64encode(b"insights-tests-only-secrets-key!").decode()
 
@@ -267,6 +272,22 @@ def production_shape(postgres: PostgresServer, redis: RedisServer, label: str) -
         broker_url=redis_url,
         warehouse_url=postgres.create_database(f"{label}_warehouse"),
         cache_url=redis_url,
+    )
+
+
+def spark_shape(
+    postgres: PostgresServer, redis: RedisServer, spark: SparkServer, var_dir: Path, label: str
+) -> Shape:
+    """The production shape's metadata, broker and cache, with the warehouse on a Spark Connect server: a
+    Parquet lake under `var_dir` (the server runs on this machine, so it reads and writes the same path)."""
+    redis_url = redis.database_url()
+    return Shape(
+        name="spark",
+        database_url=postgres.create_database(f"{label}_meta"),
+        broker_url=redis_url,
+        warehouse_url=spark.url,
+        cache_url=redis_url,
+        lake_path=str(var_dir / "lake"),
     )
 
 
@@ -304,7 +325,7 @@ def service_running(
     )
     service.manage("migrate", "--noinput")
     if seed:
-        service.manage("seed_demo", "--customers", "3", "--sessions", "400", "--seed", "7")
+        service.manage(*DEMO_SEED)
     web = service.web_start(port)
     try:
         yield service

@@ -191,8 +191,10 @@ class SparkEngine(SessionEngine["SparkSession"]):
     def execute(self, statement: Statement, *, batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
         """Stream the result as the server sends it (Arrow batches of a few MB), re-cut to `batch_rows`.
 
-        The statement runs under a tag of its own, which cancel() interrupts. It runs as a subquery, so only
-        a query can run here (Spark runs a command such as INSERT the moment it is parsed).
+        The statement runs under a tag of its own, which cancel() interrupts; so does anything raised into the
+        read from outside the client (Celery's soft time limit), which then passes through as itself. It runs
+        as a subquery, so only a query can run here (Spark runs a command such as INSERT the moment it is
+        parsed).
         """
         statement_check(statement, self.dialect.name)
         schema = arrow_schema(statement.columns)
@@ -208,9 +210,12 @@ class SparkEngine(SessionEngine["SparkSession"]):
                     for batch in table.to_batches(max_chunksize=batch_rows):
                         self._raise_if_canceled()
                         yield _conform(batch, schema)
-            except GeneratorExit:  # the caller stopped reading: stop the server's work too
-                with contextlib.suppress(Exception):
-                    spark.interruptTag(tag)
+            except BaseException as exc:
+                # The caller stopped reading (GeneratorExit), or something outside the client raised in here (a
+                # time limit's signal handler): stop the server's work too, or it holds the executors' cores.
+                if not _client_error(exc):
+                    with contextlib.suppress(Exception):
+                        spark.interruptTag(tag)
                 raise
             finally:
                 self._tag = None
@@ -222,6 +227,8 @@ class SparkEngine(SessionEngine["SparkSession"]):
         except Exception as exc:
             if self._canceled.is_set():
                 raise QueryCanceled("the query was canceled") from exc
+            if not _client_error(exc):
+                raise  # not the warehouse's failure: Celery's soft time limit must reach the runner as itself
             raise _warehouse_error(exc) from exc
         finally:
             self._canceled.clear()
@@ -477,6 +484,14 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _client_error(exc: BaseException) -> bool:
+    """Whether `exc` comes from the Spark Connect client or what it rides on (gRPC, Arrow, sockets), rather
+    than from outside the warehouse (a signal handler's time limit, the caller closing the generator)."""
+    from pyspark.errors import PySparkException
+
+    return isinstance(exc, PySparkException | grpc.RpcError | pa.ArrowException | OSError)
+
+
 def _condition(exc: BaseException) -> str:
     getter = getattr(exc, "getCondition", None)
     try:
@@ -503,6 +518,7 @@ def _grpc_code(exc: BaseException) -> grpc.StatusCode | None:
 
 
 _LOST = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+_RESULT_SIZE_SETTING = "spark.driver.maxResultSize"
 
 
 def _warehouse_error(exc: BaseException) -> WarehouseError:
@@ -516,4 +532,11 @@ def _warehouse_error(exc: BaseException) -> WarehouseError:
         return WarehouseError("the warehouse query was interrupted" + suffix, retryable=True)
     if condition == "PATH_NOT_FOUND":
         return WarehouseError("the warehouse lake path does not exist" + suffix)
+    if _RESULT_SIZE_SETTING in str(exc):
+        # Spark Connect brings every row through the driver, which refuses a job whose results add up to more
+        # than this setting (1 GiB by default): only the server's configuration can let the export through.
+        return WarehouseError(
+            f"the result is larger than the Spark driver collects ({_RESULT_SIZE_SETTING}): raise it on the "
+            "Spark Connect server (0: no limit)" + suffix
+        )
     return WarehouseError("the warehouse query failed" + suffix)

@@ -4,6 +4,9 @@ The engine contract itself (types, loads, cancel, errors) runs on Spark in test_
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from exports.engines import engine_from_url
 from exports.engines import spark as spark_module
 from exports.engines.base import Statement
 from exports.engines.spark import SparkEngine
-from exports.errors import WarehouseError
+from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType
 from queries.catalog import catalog
 from queries.compiler import query_compile
@@ -122,6 +125,90 @@ def test_a_load_failing_half_way_leaves_files_nobody_reads(
     assert _rows(writer, everything) == [("acme", 1), ("acme", 2), ("acme", 3)]
     writer.load(_table(_events("initech", days=1, per_day=1)))
     assert _rows(writer, everything)[-1] == ("initech", 4)
+
+
+def _count(sql: str) -> Statement:
+    return Statement(
+        sql=f'SELECT count(*) AS "n" FROM {sql} WHERE id = :p1',
+        params=(-1,),
+        columns=(Column("n", ColumnType.INTEGER),),
+        dialect="spark",
+    )
+
+
+# Two tasks of 5 * 10^11 rows each: a quarter of an hour or more of both local[2] cores, were they left to run.
+_HOLDS_BOTH_CORES = _count("range(1000000000000)")
+_NEEDS_A_CORE = _count("range(0, 4000000, 1, 4)")  # four small tasks: about a second on a free core
+_FREED_WITHIN_SECONDS = 180  # a liveness bound, far below what the canceled tasks would hold the cores for
+
+
+class _ReadWentOn(BaseException):
+    """Raised in the reading thread when a stop did not end the read (a BaseException: no engine turns it into
+    one of its own errors)."""
+
+
+@pytest.mark.parametrize("stop", ["cancel", "soft_time_limit"])
+def test_a_stopped_statement_frees_the_executor_cores_for_the_next_query(
+    writer: SparkEngine, spark_connect: Any, lake: Path, stop: str
+) -> None:
+    """However an export stops, its statement's running tasks are killed, not only the wait for them, so
+    another worker's query (a session of its own) gets the cores at once instead of waiting for the stopped
+    tasks to end on their own. `cancel`: what the worker's supervisor does on a DELETE, a lost lease or the
+    time limit (the operation is interrupted by its tag; Spark Connect runs jobs with interruptOnCancel).
+    `soft_time_limit`: Celery's backstop, SIGUSR1 to the pool process, whose handler raises
+    SoftTimeLimitExceeded inside the engine's read; it must reach the runner as itself (a time limit, not a
+    warehouse failure), and the server's work must stop all the same."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from pyspark.sql.connect.shell.progress import ProgressHandler
+
+    both_cores_busy = threading.Event()
+
+    class Progress(ProgressHandler):
+        def __call__(self, stages: Any, inflight_tasks: int, operation_id: Any, done: bool) -> None:
+            if inflight_tasks >= 2 and not done:
+                both_cores_busy.set()
+
+    def soft_time_limit(signum: int, frame: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    def read_went_on(signum: int, frame: Any) -> None:
+        raise _ReadWentOn("the export was stopped, yet its read went on")
+
+    busy: list[bool] = []
+    read_ended = threading.Event()
+
+    def stop_once_busy() -> None:
+        busy.append(both_cores_busy.wait(120))
+        if stop == "cancel":
+            writer.cancel()
+        else:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        if not read_ended.wait(60):  # fail now rather than when the statement ends by itself
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    writer._connection().registerProgressHandler(Progress())
+    handlers = {signal.SIGUSR1: soft_time_limit, signal.SIGUSR2: read_went_on}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    stopper = threading.Thread(target=stop_once_busy, daemon=True)
+    stopper.start()
+    try:
+        with pytest.raises(QueryCanceled if stop == "cancel" else SoftTimeLimitExceeded):
+            for _ in writer.execute(_HOLDS_BOTH_CORES):  # in this (the main) thread, as in a pool process
+                pass
+    finally:
+        read_ended.set()
+        stopper.join()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert busy == [True], "the statement never held both cores"
+
+    other = SparkEngine(spark_connect.url, lake_path=str(lake))
+    answers: list[list[tuple[Any, ...]]] = []
+    querying = threading.Thread(target=lambda: answers.append(_rows(other, _NEEDS_A_CORE)), daemon=True)
+    querying.start()
+    querying.join(_FREED_WITHIN_SECONDS)
+    other.close()
+    assert answers == [[(0,)]], "the stopped statement's tasks still hold the executor's cores"
 
 
 def test_ping_answers_on_a_live_server(spark_connect: Any, lake: Path) -> None:

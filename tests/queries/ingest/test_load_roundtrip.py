@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from exports.engines import engine_from_url
@@ -27,7 +28,7 @@ from queries.catalog import catalog
 from queries.compiler import query_compile
 from queries.ingest import SEED_FLOW_ID, demo_table
 from queries.validation import query_validate
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, SparkServer
 
 WINDOW = {"$gte": "2019-11-01T00:00:00Z", "$lt": "2019-12-01T00:00:00Z"}
 
@@ -48,7 +49,7 @@ def query_rows(url: str, customer: str, body: dict[str, Any] | None = None) -> l
     if body is None:
         data = {name: {"fields": list(event.fields)} for name, event in catalog().events.items()}
         body = {"timestamp": WINDOW, "data": data}
-    engine = engine_from_url(url)
+    engine = engine_from_url(url, lake_path=django_settings.WAREHOUSE_LAKE_PATH)
     try:
         statement = query_compile(query_validate(body), customer_id=customer, dialect=engine.dialect)
         batches = list(engine.execute(statement))
@@ -58,7 +59,7 @@ def query_rows(url: str, customer: str, body: dict[str, Any] | None = None) -> l
 
 
 def row_count(url: str) -> int:
-    engine = engine_from_url(url)
+    engine = engine_from_url(url, lake_path=django_settings.WAREHOUSE_LAKE_PATH)
     try:
         statement = Statement(
             sql='SELECT count(*) AS "n" FROM "events"',
@@ -260,3 +261,57 @@ def test_postgres_loads_all_or_nothing_and_gives_rows_back(
     assert row_count(postgres_url) == len(source_rows)
     for customer in ("acme", "globex"):
         assert query_rows(postgres_url, customer) == expected_for(source_rows, customer)
+
+
+# -- Spark: a Parquet lake behind the session's Spark Connect server --------------------------------------
+
+
+@pytest.fixture
+def spark_url(spark_connect: SparkServer, settings: Any, tmp_path: Path) -> str:
+    """The Spark Connect server's URL, with a lake of this test's own: the commands take the lake from
+    WAREHOUSE_LAKE_PATH, as a deployment configures it."""
+    settings.WAREHOUSE_LAKE_PATH = str(tmp_path / "lake")
+    return spark_connect.url
+
+
+def test_spark_loads_files_all_or_nothing_and_gives_rows_back(
+    tmp_path: Path, spark_url: str, source_rows: list[dict[str, Any]]
+) -> None:
+    """load_events through the Spark engine: a rejected file loads nothing; the good file's rows come back
+    unchanged, each customer's under partitions of its own, one per UTC day."""
+    good = parquet_write(tmp_path / "good.parquet", source_rows)
+    bad = ndjson_write(tmp_path / "bad.ndjson", [*source_rows[:5], {**source_rows[0], "CustomerId": ""}])
+
+    out, err, failure = load(str(bad), str(good), "--warehouse", spark_url)
+
+    assert str(failure) == f"1 of 2 files rejected: {bad}"
+    assert err.startswith(f"rejected {bad}: {bad}:6: CustomerId: required, but empty")
+    assert out.strip() == f"loaded {len(source_rows)} rows from {good}"
+    assert row_count(spark_url) == len(source_rows)
+    for customer in ("acme", "globex"):
+        assert query_rows(spark_url, customer) == expected_for(source_rows, customer)
+        days = {r["TimeStamp"].date().isoformat() for r in source_rows if r["CustomerId"] == customer}
+        partitions = Path(django_settings.WAREHOUSE_LAKE_PATH) / "events" / f"CustomerId={customer}"
+        assert {p.name for p in partitions.iterdir()} == {f"_event_date={day}" for day in days}
+
+
+def test_spark_seed_demo_loads_once_and_answers_the_seed_documents_example(spark_url: str) -> None:
+    out, again = io.StringIO(), io.StringIO()
+    args = ["--sessions", "30", "--seed", "3", "--if-empty", "--warehouse", spark_url]
+
+    call_command("seed_demo", *args, stdout=out)  # the lake is empty: it loads
+    call_command("seed_demo", *args, stdout=again)  # what `make run` does on each start
+
+    generated = demo_table(sessions=30, seed=3).to_pylist()
+    assert out.getvalue().startswith(f"loaded {len(generated)} rows: 30 sessions of acme, globex, initech")
+    assert again.getvalue().strip() == "the warehouse already holds events: nothing loaded"
+    assert row_count(spark_url) == len(generated)
+    for customer in ("acme", "globex", "initech"):
+        assert query_rows(spark_url, customer) == expected_for(generated, customer)
+    example = {
+        "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
+        "data": {"ApplicationExitEvent": {"fields": ["FlowId", "ExitReason"]}},
+        "filters": {"ApplicationExitEvent": {"FlowId": {"$eq": SEED_FLOW_ID}}},
+    }
+    exits = query_rows(spark_url, "acme", example)
+    assert exits and {r["FlowId"] for r in exits} == {SEED_FLOW_ID}
