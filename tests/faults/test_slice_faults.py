@@ -91,11 +91,11 @@ def test_a_cancel_stops_every_slice_and_leaves_nothing_of_them(harness: Harness)
         harness.wait_mid_export(guid, key)
         canceled = harness.service.request("DELETE", f"/_rest/v4/dwh/Q/{guid}", key=key)
         assert canceled.status in (200, 202), canceled.body
-        verdict = harness.verdict([guid], since=time.monotonic(), bound=30)
+        verdict = harness.verdict([guid], since=time.monotonic())  # the usual bound: a loaded CI machine
     slots.check()
     assert verdict.of(guid).status == "Canceled"
     # Slices done before the cancel had committed their parts under hidden names: the reaper removes them.
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while _hidden_files(harness) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _hidden_files(harness) == []
