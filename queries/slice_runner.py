@@ -38,6 +38,7 @@ from exports.storage.base import Storage
 from exports.summary import ExportSummary, SummaryCollector
 from exports.writers import PartFile, manifest_build, manifest_bytes, manifest_schema
 from insights.destinations import destination_storage
+from insights.failpoints import failpoint
 from insights.logs import log_context_set
 from insights.models import Customer
 from queries.delivery import query_destination
@@ -181,6 +182,7 @@ def _slice_export(claim: SliceClaim, workdir: Path) -> list[QuerySlice] | None:
         if parts is None:
             return None
         parts = [part for part in parts if part.rows]  # a slice without rows stages nothing
+        failpoint("slice.written")  # a test's cancel lands here, between the writing and the commit
         if not _commit(claim, export, names, parts, control):
             return None
         entries = [_entry(names, part) for part in parts]

@@ -84,8 +84,10 @@ def test_a_slice_worker_killed_mid_slice_is_run_again_alone(harness: Harness) ->
 @pytest.mark.parametrize("harness", SHAPES, indirect=True)
 def test_a_cancel_stops_every_slice_and_leaves_nothing_of_them(harness: Harness) -> None:
     key = harness.customer()
+    # Each slice pauses once written (a failpoint), so the cancel lands mid-export however fast the slices are.
+    paused = {**SLICED, "INSIGHTS_FAILPOINTS": "slice.written=pause:5"}
     for _ in range(2):
-        harness.service.worker_start(concurrency=1, extra_env=SLICED)
+        harness.service.worker_start(concurrency=1, extra_env=paused)
     with SlotWatch(harness.database_url) as slots:
         guid = harness.submit(key)
         harness.wait_mid_export(guid, key)
