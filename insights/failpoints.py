@@ -9,6 +9,7 @@ reduced to the one action the tests need.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from django.conf import settings
@@ -37,5 +38,5 @@ def failpoint(name: str) -> None:
     seconds = settings.FAILPOINTS.get(name)
     if seconds is None:
         return
-    logger.warning("failpoint %s reached: pausing %.1f s", name, seconds)
+    logger.warning("failpoint %s reached in process %d: pausing %.1f s", name, os.getpid(), seconds)
     time.sleep(seconds)

@@ -7,17 +7,16 @@ stops every slice and leaves nothing of them behind; the invariants of every fau
 
 from __future__ import annotations
 
-import contextlib
 import os
+import re
 import signal
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.faults.invariants import SlotWatch, query_read
-from tests.service import SHAPES, process_children
+from tests.service import SHAPES
 
 if TYPE_CHECKING:
     from tests.faults.conftest import Harness
@@ -28,27 +27,18 @@ pytestmark = pytest.mark.slow
 SLICED = {"EXPORT_SPLIT_ROWS": "130000", "EXPORT_MAX_SLICES": "4", "LOG_LEVEL": "INFO"}
 
 
-def _slice_holder(harness: Harness, guid: str, workers: list[int]) -> int:
-    """A pool process with files open in a directory of one of the query's slices."""
-    work = harness.service.var_dir / "work"
-    deadline = time.monotonic() + 30
+def _paused_slice(harness: Harness, timeout: float = 90) -> int:
+    """The pid of the first pool process held at the failpoint `slice.written` (its slice written, not committed)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for parent in workers:
-            for child in process_children(parent):
-                if _writes_a_slice(child, str(work), guid):
-                    return child
-        time.sleep(0.02)
-    raise AssertionError(f"no worker has a slice of {guid} open")
-
-
-def _writes_a_slice(pid: int, work: str, guid: str) -> bool:
-    with contextlib.suppress(OSError):
-        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(descriptor)
-                if target.startswith(f"{work}/{guid}-1-s"):
-                    return True
-    return False
+        for log in harness.service.var_dir.glob("worker-*.log"):
+            found = re.search(
+                r"failpoint slice\.written reached in process (\d+)", log.read_text(errors="replace")
+            )
+            if found:
+                return int(found.group(1))
+        time.sleep(0.05)
+    raise AssertionError(f"no slice reached the failpoint slice.written within {timeout}s")
 
 
 def _hidden_files(harness: Harness) -> list[str]:
@@ -60,11 +50,13 @@ def _hidden_files(harness: Harness) -> list[str]:
 @pytest.mark.parametrize("harness", SHAPES, indirect=True)
 def test_a_slice_worker_killed_mid_slice_is_run_again_alone(harness: Harness) -> None:
     key = harness.customer()
-    workers = [harness.service.worker_start(concurrency=1, extra_env=SLICED) for _ in range(2)]
+    # Each slice pauses once written (a failpoint): the first paused one is killed however fast the slices are.
+    paused = {**SLICED, "INSIGHTS_FAILPOINTS": "slice.written=pause:3"}
+    for _ in range(2):
+        harness.service.worker_start(concurrency=1, extra_env=paused)
     with SlotWatch(harness.database_url) as slots:
         guid = harness.submit(key)
-        harness.wait_mid_export(guid, key)
-        os.kill(_slice_holder(harness, guid, [w.pid for w in workers]), signal.SIGKILL)
+        os.kill(_paused_slice(harness), signal.SIGKILL)
         killed_at = time.monotonic()
         verdict = harness.verdict([guid], since=killed_at)
     slots.check()
