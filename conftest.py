@@ -131,6 +131,20 @@ def sent_tasks(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _no_warm_engines_left(settings):
+    """In-process runs keep no engine (a test reads the warehouse it ran on with DuckDB settings of its own,
+    which DuckDB refuses while this process holds the file otherwise: the worker processes of the end-to-end
+    tests keep theirs, and test_runner turns it on), and engines kept warm by a test's dry runs are closed
+    after it: a later test may load (write) the same warehouse file."""
+    settings.WORKER_ENGINE_IDLE_SECONDS = 0
+    yield
+    from queries.warm_engines import warm_engines, worker_engines
+
+    warm_engines.close_all()
+    worker_engines.close_all()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache(settings):
     """Each test gets its own in-memory cache (failed-authentication counts must not leak between tests)."""
     settings.CACHES = {

@@ -20,6 +20,10 @@ class WarehouseError(ExportError):
     """A warehouse engine failure."""
 
 
+class WarehouseLocked(WarehouseError):
+    """The warehouse file is held by another process (DuckDB: one writer, or readers, at a time)."""
+
+
 class QueryCanceled(WarehouseError):
     """The statement was interrupted by cancel()."""
 

@@ -158,6 +158,11 @@ QUOTE_DEFAULT_ROWS_PER_SECOND = env_int("QUOTE_DEFAULT_ROWS_PER_SECOND", 200_000
 # A dry run's warehouse engine stays open this long for the next one (opening DuckDB costs more than counting a
 # customer's day); an idle DuckDB engine holds the file's shared lock that long. 0: one engine per dry run.
 QUOTE_ENGINE_IDLE_SECONDS = env_int("QUOTE_ENGINE_IDLE_SECONDS", 2, minimum=0)
+# A worker process keeps its warehouse engine open this long for its next query (opening DuckDB costs more than
+# exporting a small query); an idle DuckDB engine holds the file's shared lock that long. 0: one per query.
+WORKER_ENGINE_IDLE_SECONDS = env_int("WORKER_ENGINE_IDLE_SECONDS", 2, minimum=0)
+# A loader (load_events, seed_demo) waits this long for a DuckDB warehouse file other processes hold.
+WAREHOUSE_LOCK_WAIT_SECONDS = env_int("WAREHOUSE_LOCK_WAIT_SECONDS", 30, minimum=0)
 # A POST repeating an Idempotency-Key (with the same body) this long after the first gets the same query.
 IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
 # POST /dwh/Q?wait=N holds its answer (and a web thread) at most this many seconds.

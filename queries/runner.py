@@ -71,7 +71,7 @@ from queries.metrics import delivery_retried, export_completed, lease_heartbeat
 from queries.plan import PlanError, plan_output, plan_slices, plan_statement
 from queries.slice_lifecycle import slices_create
 from queries.slicing import slice_ranges
-from queries.warehouse import warehouse_engine
+from queries.warm_engines import worker_engines
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,13 @@ def query_run(*, query_id: int) -> None:
 
 def _run(claim: Claim, workdir: Path) -> None:
     statement = _statement(claim)
-    engine = warehouse_engine()
+    # The engine stays open for this process's next query unless the run raised or cancelled it (the supervisor
+    # has stopped by the end of the block, so no cancel can reach it once it is given back).
+    with worker_engines.lent() as engine:
+        _run_on(claim, workdir, statement, engine)
+
+
+def _run_on(claim: Claim, workdir: Path, statement: Statement, engine: WarehouseEngine) -> None:
     if statement.dialect != engine.dialect.name:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -325,8 +331,6 @@ def write_parts_of(
     except WriteError as error:
         logger.error("query %s: the result could not be written: %s", guid, error)
         raise QueryFailed(WRITE_FAILED) from None
-    finally:
-        engine.close()
 
 
 def _publish(

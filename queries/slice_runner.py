@@ -15,6 +15,7 @@ slice is done (docs/DESIGN.md §8: one query, many workers).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -31,6 +32,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from exports.delivery import DeliveryControl, DeliveryFailed, DeliveryTries
+from exports.engines.base import Statement, WarehouseEngine
 from exports.errors import PublishFenced, WriteCanceled
 from exports.pipeline import StagedExport
 from exports.results import ResultNames
@@ -131,7 +133,7 @@ def slice_names(
 def _slice_export(claim: SliceClaim, workdir: Path) -> list[QuerySlice] | None:
     """Write and stage the slice's parts and record them; every slice of the run when this was the last one
     done, else None (others are still running, or this run was stopped: the query is marked so)."""
-    query, query_claim = claim.query.query, claim.query
+    query = claim.query.query
     try:
         plan = plan_slices(query.plan)
     except PlanError:
@@ -140,7 +142,14 @@ def _slice_export(claim: SliceClaim, workdir: Path) -> list[QuerySlice] | None:
         logger.error("query %s has slices but a plan without them", query.guid)
         raise QueryFailed(NOT_RUNNABLE)
     statement = slice_statement(plan, claim.range)
-    engine = warehouse_engine()
+    with contextlib.closing(warehouse_engine()) as engine:
+        return _slice_write(claim, workdir, statement, engine)
+
+
+def _slice_write(
+    claim: SliceClaim, workdir: Path, statement: Statement, engine: WarehouseEngine
+) -> list[QuerySlice] | None:
+    query, query_claim = claim.query.query, claim.query
     if statement.dialect != engine.dialect.name:
         raise QueryFailed(WAREHOUSE_CHANGED)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,19 +1,23 @@
-"""Warm warehouse engines for the web process's synchronous calls (a dry run's count and estimates).
+"""Warm warehouse engines: a web process's for its synchronous calls (a dry run's count and estimates), a worker
+process's for the small queries it runs one after another.
 
-Opening an engine costs more than counting a customer's day: DuckDB builds a database instance on every open
-(15-90 ms on a busy 2-core machine, against a few ms for the count), PostgreSQL a connection. So an engine a
-call is done with stays open here for QUOTE_ENGINE_IDLE_SECONDS, and the next call takes it. Engines are kept per
-warehouse URL and used by one call at a time; one that failed or was interrupted is closed, never kept.
+Opening an engine costs more than counting a customer's day or exporting a small query: DuckDB builds a
+database instance on every open (15-90 ms on a busy 2-core machine, against a few ms for the count), PostgreSQL
+a connection. So an engine a call is done with stays open here for QUOTE_ENGINE_IDLE_SECONDS (web) or
+WORKER_ENGINE_IDLE_SECONDS (worker), and the next call takes it. Engines are kept per warehouse URL and used by
+one call at a time; one that failed or was ever cancelled (`reusable()`) is closed, never kept.
 
 An idle DuckDB engine holds the file's shared lock, so a loader (which needs it alone) waits at most that long
-after the last dry run, as it waits for a running export. 0 turns this off: every call opens its own engine.
+after the last call, as it waits for a running export. 0 turns this off: every call opens its own engine.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 from django.conf import settings
 
@@ -24,9 +28,11 @@ SWEEP_SECONDS = 0.25  # how often idle engines are looked at (an engine may idle
 
 
 class WarmEngines:
-    """Engines of the configured warehouse, kept open between calls; thread-safe."""
+    """Engines of the configured warehouse, kept open between calls for the seconds the setting `idle_setting`
+    names; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_setting: str) -> None:
+        self._idle_setting = idle_setting
         self._lock = threading.Lock()
         self._idle: dict[str, list[tuple[WarehouseEngine, float]]] = {}  # url -> (engine, close after)
         self._lent: dict[int, str] = {}  # id(engine) -> its url
@@ -46,11 +52,12 @@ class WarmEngines:
         return engine
 
     def give_back(self, engine: WarehouseEngine) -> None:
-        """Keep a healthy engine for the next call (or close it at once when keeping is off)."""
-        seconds = float(settings.QUOTE_ENGINE_IDLE_SECONDS)
+        """Keep a healthy engine for the next call (or close it at once when keeping is off, or when it was
+        cancelled: an interrupt could still land on the next call's statement)."""
+        seconds = float(getattr(settings, self._idle_setting))
         with self._lock:
             url = self._lent.pop(id(engine), None)
-            if url is not None and seconds > 0:
+            if url is not None and seconds > 0 and engine.reusable():
                 self._idle.setdefault(url, []).append((engine, time.monotonic() + seconds))
                 if self._sweeper is None and not self._stopping.is_set():
                     self._sweeper = threading.Thread(target=self._sweep, name="warm-engines", daemon=True)
@@ -62,6 +69,17 @@ class WarmEngines:
                         self._exit_hooked = True
                 return
         engine.close()
+
+    @contextlib.contextmanager
+    def lent(self) -> Iterator[WarehouseEngine]:
+        """An engine for the block: given back when the block ends normally, closed when it raises."""
+        engine = self.take()
+        try:
+            yield engine
+        except BaseException:
+            self.discard(engine)
+            raise
+        self.give_back(engine)
 
     def discard(self, engine: WarehouseEngine) -> None:
         """Close an engine that failed or was interrupted."""
@@ -108,4 +126,5 @@ class WarmEngines:
             self._sweeper = None
 
 
-warm_engines = WarmEngines()
+warm_engines = WarmEngines("QUOTE_ENGINE_IDLE_SECONDS")  # a web process's
+worker_engines = WarmEngines("WORKER_ENGINE_IDLE_SECONDS")  # a worker process's

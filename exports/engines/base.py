@@ -140,6 +140,11 @@ class WarehouseEngine(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def reusable(self) -> bool:
+        """Whether the engine may run another call's statements once this call is done: never cancelled,
+        so no interrupt can be pending. An engine that cannot tell is closed after each call."""
+        return False
+
 
 class _Closable(Protocol):
     def close(self) -> None: ...
@@ -157,7 +162,8 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
     def __init__(self) -> None:
         self._conn: ConnectionT | None = None
         self._lock = threading.Lock()
-        self._canceled = threading.Event()
+        self._canceled = threading.Event()  # this statement's cancel (cleared when it ends)
+        self._ever_canceled = False  # any cancel in the engine's life: not to be reused
 
     @abc.abstractmethod
     def _connect(self) -> ConnectionT:
@@ -188,7 +194,11 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
         if self._canceled.is_set():
             raise QueryCanceled("the query was canceled")
 
+    def reusable(self) -> bool:
+        return not self._ever_canceled
+
     def cancel(self) -> None:
+        self._ever_canceled = True
         self._canceled.set()
         conn = self._conn
         if conn is not None:

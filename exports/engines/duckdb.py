@@ -2,8 +2,9 @@
 
 Layout: see `exports.engines`. Rows are inserted sorted by (CustomerId, TimeStamp) so DuckDB's per-row-group
 min/max zone maps prune other customers and other days; no ART index (it would slow loads and is not used for
-range scans). Workers open the file read-only, connect on first use and `close()` after each query, so a
-loader can take the write lock between queries.
+range scans). Workers open the file read-only and connect on first use; a worker's or a web process's idle
+engine stays open a couple of seconds for the next call (queries.warm_engines), then closes, so a loader
+(queries.ingest.warehouse.warehouse_loader waits for the lock) takes the write lock between queries.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from exports.engines.base import (
     Statement,
     Unordered,
 )
-from exports.errors import QueryCanceled, WarehouseError
+from exports.errors import QueryCanceled, WarehouseError, WarehouseLocked
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 
 MEMORY = ":memory:"
@@ -314,7 +315,7 @@ def _warehouse_error(exc: BaseException) -> WarehouseError:
     """A WarehouseError naming the kind of failure only: DuckDB's own text may quote SQL or paths."""
     text = str(exc)
     if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
-        return WarehouseError("the warehouse file is locked by another process", retryable=True)
+        return WarehouseLocked("the warehouse file is locked by another process", retryable=True)
     if isinstance(exc, duckdb.IOException):
         return WarehouseError("the warehouse file cannot be opened or read")
     if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in text:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pyarrow as pa
 from django.conf import settings
 
 from exports.engines import engine_from_url
 from exports.engines.base import EVENTS_TABLE, Statement, WarehouseEngine
+from exports.errors import WarehouseLocked
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 from queries.catalog import Catalog, catalog
+
+logger = logging.getLogger(__name__)
+LOCK_RETRY_PAUSE = 0.1
 
 
 def warehouse_schema(events_catalog: Catalog | None = None) -> pa.Schema:
@@ -19,7 +26,9 @@ def warehouse_schema(events_catalog: Catalog | None = None) -> pa.Schema:
 def warehouse_loader(url: str | None = None, *, events_catalog: Catalog | None = None) -> WarehouseEngine:
     """The warehouse at `url` (default settings.WAREHOUSE_URL) opened for writing, its events table ready.
 
-    Raises ValueError for a URL no engine takes, WarehouseError when the warehouse refuses.
+    A warehouse file another process holds (DuckDB: a query's or a dry run's engine, which closes a couple of
+    seconds after its last call) is waited for, up to WAREHOUSE_LOCK_WAIT_SECONDS. Raises ValueError for a URL
+    no engine takes, WarehouseError when the warehouse refuses (WarehouseLocked when it was still held).
     """
     engine = engine_from_url(
         url or settings.WAREHOUSE_URL,
@@ -29,11 +38,24 @@ def warehouse_loader(url: str | None = None, *, events_catalog: Catalog | None =
         lake_path=settings.WAREHOUSE_LAKE_PATH,
     )
     try:
-        engine.ensure_schema((events_catalog or catalog()).warehouse_columns())
+        _schema_ensured(engine, (events_catalog or catalog()).warehouse_columns())
     except BaseException:
         engine.close()
         raise
     return engine
+
+
+def _schema_ensured(engine: WarehouseEngine, columns: tuple[Column, ...]) -> None:
+    deadline = time.monotonic() + settings.WAREHOUSE_LOCK_WAIT_SECONDS
+    while True:
+        try:
+            engine.ensure_schema(columns)
+            return
+        except WarehouseLocked:
+            if time.monotonic() >= deadline:
+                raise
+            logger.info("the warehouse file is held by another process: waiting for it")
+            time.sleep(LOCK_RETRY_PAUSE)
 
 
 def warehouse_has_events(engine: WarehouseEngine) -> bool:

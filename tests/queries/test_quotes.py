@@ -304,13 +304,16 @@ class _Recorded:
     def close(self) -> None:
         self.closed.set()
 
+    def reusable(self) -> bool:
+        return True
+
 
 def test_an_engine_is_kept_warm_for_the_next_call_and_closed_once_idle(settings, monkeypatch):
     from queries.warm_engines import WarmEngines
 
     settings.QUOTE_ENGINE_IDLE_SECONDS = 1
     monkeypatch.setattr("queries.warm_engines.warehouse_engine", _Recorded)
-    pool = WarmEngines()
+    pool = WarmEngines("QUOTE_ENGINE_IDLE_SECONDS")
     first: Any = pool.take()
     pool.give_back(first)
     assert id(pool.take()) == id(first) and not first.closed.is_set()  # the same engine, still open
@@ -331,7 +334,7 @@ def test_a_warm_engine_serves_one_warehouse_only(settings, monkeypatch):
 
     settings.QUOTE_ENGINE_IDLE_SECONDS = 60
     monkeypatch.setattr("queries.warm_engines.warehouse_engine", _Recorded)
-    pool = WarmEngines()
+    pool = WarmEngines("QUOTE_ENGINE_IDLE_SECONDS")
     settings.WAREHOUSE_URL = "duckdb:///one.duckdb"
     one = pool.take()
     pool.give_back(one)

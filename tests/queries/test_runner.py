@@ -396,7 +396,7 @@ def test_a_retryable_warehouse_error_is_an_attempt_then_a_clear_failure(
     customer_factory, warehouse, settings, monkeypatch, enqueue_nothing
 ):
     settings.QUERY_MAX_ATTEMPTS = 3
-    monkeypatch.setattr(runner, "warehouse_engine", _UnavailableWarehouse)
+    monkeypatch.setattr("queries.warm_engines.warehouse_engine", _UnavailableWarehouse)
     query = _submit(customer_factory("acme"))
     for attempt in (1, 2):
         runner.query_run(query_id=query.pk)
@@ -512,3 +512,32 @@ def test_the_chosen_output_is_what_the_parts_hold(
         assert text.startswith(b"\xef\xbb\xbfSessionId,Ani,Duration\r\n")  # excel: BOM and CRLF
     manifest = json.loads((local_exports / query.manifest_path).read_text())
     assert manifest["output"] == query.output
+
+
+def test_a_worker_process_keeps_its_engine_for_the_next_query_but_never_a_cancelled_one(
+    customer_factory, warehouse, settings, monkeypatch, enqueue_nothing
+):
+    import queries.warm_engines as warm
+
+    settings.WORKER_ENGINE_IDLE_SECONDS = 60
+    opened = []
+
+    def engine_open():
+        opened.append(engine_from_url(settings.WAREHOUSE_URL))
+        return opened[-1]
+
+    monkeypatch.setattr(warm, "warehouse_engine", engine_open)
+    acme = customer_factory("acme")
+    for _ in range(2):
+        query = _submit(acme)
+        runner.query_run(query_id=query.pk)
+        assert QueryRequest.objects.get(pk=query.pk).status == QueryStatus.COMPLETED
+    assert len(opened) == 1  # the second query ran on the first one's engine
+    kept = warm.worker_engines.take()
+    assert kept is opened[0]
+    kept.cancel()  # as the supervisor does on a cancel or at the time limit
+    warm.worker_engines.give_back(kept)  # an interrupt could still be pending: closed, not kept
+    query = _submit(acme)
+    runner.query_run(query_id=query.pk)
+    assert QueryRequest.objects.get(pk=query.pk).status == QueryStatus.COMPLETED
+    assert len(opened) == 2 and opened[1] is not kept
