@@ -240,6 +240,12 @@ def _sliced(claim: Claim, engine: WarehouseEngine, control: RunControl) -> bool:
         plan = None
     if plan is None or settings.EXPORT_SPLIT_ROWS <= 0:
         return False
+    try:
+        at_most = engine.events_rows_at_most()  # a warehouse smaller than a slice: nothing to count
+    except WarehouseError as error:
+        raise warehouse_failure(claim, error) from None
+    if at_most is not None and at_most <= settings.EXPORT_SPLIT_ROWS:
+        return False
     # A control of its own: the supervisor stops the control it watched when its block ends.
     counting = RunControl(claim, deadline=control.deadline)
     with supervised(claim, engine, counting):

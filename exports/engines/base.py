@@ -145,6 +145,11 @@ class WarehouseEngine(abc.ABC):
         so no interrupt can be pending. An engine that cannot tell is closed after each call."""
         return False
 
+    def events_rows_at_most(self) -> int | None:
+        """The rows of the events table, when the engine knows them without a scan per call (a warehouse that
+        cannot change while it is open); None otherwise. No query can export more."""
+        return None
+
 
 class _Closable(Protocol):
     def close(self) -> None: ...

@@ -91,6 +91,7 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             self.config["memory_limit"] = memory_limit
         if temp_directory:
             self.config["temp_directory"] = temp_directory
+        self._events_rows: tuple[duckdb.DuckDBPyConnection, int] | None = None  # (counted on, rows)
 
     @classmethod
     def from_url(
@@ -225,6 +226,20 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             raise _warehouse_error(exc) from exc
         scans = list(_scan_estimates(json.loads(rows[0][1])))
         return Estimate(rows=sum(scans), details={"engine": "duckdb", "scans": len(scans)})
+
+    def events_rows_at_most(self) -> int | None:
+        """The events table's rows, counted once per connection when the file is open read-only: no other
+        process can write it while this one holds it (DuckDB's file lock), so the count stays true."""
+        if not self.read_only:
+            return None
+        conn = self._connection()
+        if self._events_rows is None or self._events_rows[0] is not conn:
+            try:
+                counted = conn.execute(f"SELECT count(*) FROM {quote_identifier(EVENTS_TABLE)}").fetchall()
+            except duckdb.Error as exc:
+                raise _warehouse_error(exc) from exc
+            self._events_rows = (conn, int(counted[0][0]))
+        return self._events_rows[1]
 
     # -- writing ---------------------------------------------------------------------------------------------
 

@@ -391,6 +391,9 @@ class _UnavailableWarehouse:
     def close(self):
         pass
 
+    def events_rows_at_most(self):
+        return None
+
 
 def test_a_retryable_warehouse_error_is_an_attempt_then_a_clear_failure(
     customer_factory, warehouse, settings, monkeypatch, enqueue_nothing
@@ -541,3 +544,27 @@ def test_a_worker_process_keeps_its_engine_for_the_next_query_but_never_a_cancel
     runner.query_run(query_id=query.pk)
     assert QueryRequest.objects.get(pk=query.pk).status == QueryStatus.COMPLETED
     assert len(opened) == 2 and opened[1] is not kept
+
+
+@pytest.mark.parametrize("margin", [0, -1])
+def test_a_warehouse_no_bigger_than_a_slice_is_not_counted_for_slicing(
+    customer_factory, warehouse, settings, monkeypatch, enqueue_nothing, margin
+):
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    settings.EXPORT_SPLIT_ROWS = rows + margin
+    counted = []
+    real = runner.slice_ranges
+
+    def counting(*args, **kwargs):
+        counted.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "slice_ranges", counting)
+    query = _submit(customer_factory("acme"))
+    runner.query_run(query_id=query.pk)
+    assert QueryRequest.objects.get(pk=query.pk).status == QueryStatus.COMPLETED
+    # The whole warehouse fits in one slice: no query on it can need two, so none is counted.
+    assert counted == ([] if margin == 0 else [True])

@@ -20,6 +20,7 @@ conn = duckdb.connect(sys.argv[1], read_only=True)
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 conn.close()
+print("released", flush=True)
 """
 
 
@@ -49,7 +50,8 @@ def test_a_loader_waits_for_the_file_another_process_holds(warehouse_file: Path,
     with held_by_another_process(warehouse_file, seconds=1.5) as holder:
         engine = warehouse_loader(f"duckdb:///{warehouse_file}")
         try:
-            assert holder.poll() is not None  # it opened once the holder let go
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "released"  # it opened once the holder let go
             assert not warehouse_has_events(engine)
         finally:
             engine.close()
