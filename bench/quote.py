@@ -9,9 +9,12 @@ both of one customer's CallEvents with all 29 fields:
 The service runs as real processes (`tests.service.service_running`: gunicorn on a SQLite metadata database, no
 worker: a dry run needs none) over that DuckDB file. BENCH_QUOTE_WARMUP rounds (default 10: both gunicorn
 processes answer some, each opening its engine on its first), then BENCH_QUOTE_RUNS rounds (default 30). A
-round, per window and taking turns: one dry run, whose answer must say `exact-count` and the window's row count;
-then the anchors, in this process: the dry run's `SELECT COUNT(*)` alone on a connection kept open (the floor:
-what is left above it is HTTP, validation, the history and the slots), and on a fresh read-only connection
+round, per window and taking turns: one dry run, whose answer must say `exact-count` and the window's row count
+(counted once, before the rounds, by `SELECT COUNT(*)` over the window's rows); then the anchors, in this
+process: the dry run's count alone (`queries.row_counts.exact_rows`: from the hourly event counts, which these
+plain windows can use) on a connection kept open (the floor: what is left above it is HTTP, validation, the
+history and the slots), the window's `SELECT COUNT(*)` on that connection (what the dry run counted before the
+hourly counts: `quote_count_star_median`), and the dry run's count on a fresh read-only connection
 (what a dry run costs when its web process has no warm engine: queries.warm_engines; the service runs with
 QUOTE_ENGINE_IDLE_SECONDS=600, so that its engines stay warm through rounds that take seconds, as they do
 under a steady stream of dry runs, where the default 2 s suffices). Each
@@ -48,6 +51,7 @@ class Window:
     rows: int = 0  # counted once, before the rounds
     dry_run: list[float] = field(default_factory=list)
     open_connection: list[float] = field(default_factory=list)
+    count_star: list[float] = field(default_factory=list)
     fresh_connection: list[float] = field(default_factory=list)
 
 
@@ -83,7 +87,7 @@ def run(report: Report) -> None:
             warm = _engine(warehouse, memory_limit)
             try:
                 for window in windows:
-                    window.rows = _count(warm, window.body)[1]
+                    window.rows = _count(warm, window.body, count_star=True)[1]
                 for _ in range(warmup):
                     for window in windows:
                         _dry_run(service, key, window)
@@ -92,13 +96,17 @@ def run(report: Report) -> None:
                     http_floor.append(_catalog_get(service, key))
                     for window in windows:
                         window.dry_run.append(_dry_run(service, key, window))
-                        window.open_connection.append(_count(warm, window.body)[0])
+                        window.open_connection.append(_count(warm, window.body, rows=window.rows)[0])
+                        window.count_star.append(_count(warm, window.body, count_star=True)[0])
                         # DuckDB shares one database instance between a process's connections to a file: a
                         # fresh connection is fresh only while this process holds no other.
                         warm.close()
-                        window.fresh_connection.append(_fresh_count(warehouse, window.body, memory_limit))
+                        window.fresh_connection.append(
+                            _fresh_count(warehouse, window.body, memory_limit, rows=window.rows)
+                        )
                         warm = _engine(warehouse, memory_limit)
                         _count(warm, window.body)  # connected again, untimed
+                        _count(warm, window.body, count_star=True)  # its blocks read: warm as before, untimed
             finally:
                 warm.close()
     for window in windows:
@@ -133,6 +141,14 @@ def _figures(report: Report, window: Window, runs: int) -> None:
             ratio=median / count,
             anchor=f"the dry run's median over the count alone on {anchor.replace('_', ' ')}s (in turn)",
         )
+    count_star = statistics.median(window.count_star)
+    report.add(
+        f"quote_count_star_median[{window.name}]",
+        count_star,
+        "ms",
+        ratio=statistics.median(window.open_connection) / count_star,
+        anchor="the dry run's count alone over SELECT COUNT(*) of the window's rows, open connection (in turn)",
+    )
 
 
 def _dry_run(service: object, key: str, window: Window) -> float:
@@ -171,27 +187,35 @@ def _engine(warehouse: Path, memory_limit: str) -> Any:
     return engine_from_url(f"duckdb:///{warehouse}", read_only=True, memory_limit=memory_limit)
 
 
-def _count(engine: Any, body: dict) -> tuple[float, int]:
-    """The dry run's COUNT statement alone on `engine`: its milliseconds, and the count."""
-    from queries.row_counts import count_statement
+def _count(
+    engine: Any, body: dict, *, count_star: bool = False, rows: int | None = None
+) -> tuple[float, int]:
+    """The dry run's count alone on `engine` (`count_star`: `SELECT COUNT(*)` over the window's rows instead):
+    its milliseconds, and the count, which must be `rows` when given."""
+    from queries.row_counts import count_statement, exact_rows
     from queries.validation import query_validate
 
     query = query_validate(body, max_window=BENCH_MAX_WINDOW)
     started = time.perf_counter()
-    statement = count_statement(query, customer_id=CUSTOMER, dialect=engine.dialect)
-    counted = sum(value for batch in engine.execute(statement) for value in batch.column(0).to_pylist())
+    if count_star:
+        statement = count_statement(query, customer_id=CUSTOMER, dialect=engine.dialect)
+        counted = sum(value for batch in engine.execute(statement) for value in batch.column(0).to_pylist())
+    else:
+        counted = exact_rows(engine, query, customer_id=CUSTOMER)
     elapsed = (time.perf_counter() - started) * 1000
     if counted <= 0:
         raise RuntimeError("the window holds no rows")
+    if rows is not None and counted != rows:
+        raise RuntimeError(f"the count gave {counted} rows, COUNT(*) {rows}")
     return elapsed, int(counted)
 
 
-def _fresh_count(warehouse: Path, body: dict, memory_limit: str) -> float:
-    """Open an engine, count, close it: the milliseconds of all three."""
+def _fresh_count(warehouse: Path, body: dict, memory_limit: str, *, rows: int) -> float:
+    """Open an engine, count as the dry run does, close it: the milliseconds of all three."""
     started = time.perf_counter()
     engine = _engine(warehouse, memory_limit)
     try:
-        _count(engine, body)
+        _count(engine, body, rows=rows)
     finally:
         engine.close()
     return (time.perf_counter() - started) * 1000

@@ -20,8 +20,9 @@ import psycopg
 import pyarrow as pa
 
 from exports.engines.base import EVENTS_TABLE, ROW_ID, WarehouseEngine
+from exports.engines.counts import event_counts_rebuild
 from exports.engines.duckdb import MEMORY, DuckDBEngine
-from exports.engines.postgres import PostgresEngine
+from exports.engines.postgres import POSTGRES, PostgresEngine
 from exports.engines.spark import SparkEngine
 from exports.schema import arrow_schema
 from exports.summary import SUMMARY_COLUMNS, SummaryCollector
@@ -169,8 +170,9 @@ class Warehouses:
         """Replace every warehouse's rows with `rows`; returns them numbered as loaded (see rows_number)."""
         self.duckdb.close()
         self.duckdb = self._duckdb_fresh()
-        with psycopg.connect(self.postgres_url, autocommit=True) as conn:
+        with psycopg.connect(self.postgres_url, autocommit=True) as conn, conn.transaction():
             conn.execute(f"DELETE FROM {EVENTS_TABLE}")  # on a few rows far quicker than TRUNCATE
+            event_counts_rebuild(conn, POSTGRES)  # rows removed by SQL of our own: the counts follow
         if self.spark is not None:  # a new lake on the same session: no table until ensure_schema
             self.spark.lake_path = str(next(self._lakes))
             self.spark.ensure_schema(catalog().warehouse_columns())

@@ -9,6 +9,10 @@ load sorted by (CustomerId, TimeStamp), and its per-row-group min/max zone maps 
 other days without an index; PostgreSQL keeps btree indexes on (CustomerId, TimeStamp) and (CustomerId,
 SessionId).
 
+Beside it, DuckDB and PostgreSQL keep `event_counts`, the rows per (CustomerId, hour of TimeStamp, EventName),
+which `load` keeps exact in the same transaction as the rows (`exports.engines.counts`): what lets a dry run
+count a plain query's window without reading every row of it. An engine without them (Spark) counts `events`.
+
 A new engine is one module with one `WarehouseEngine` subclass offering `from_url(...)`, plus a line in
 ENGINES.
 """

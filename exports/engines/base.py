@@ -137,6 +137,11 @@ class WarehouseEngine(abc.ABC):
     def load(self, table: pa.Table) -> int:
         """Append rows in one transaction (all or nothing); assigns _row_id. Returns rows loaded."""
 
+    def event_counts_ready(self) -> bool:
+        """Whether the warehouse holds the hourly event counts (exports.engines.counts), marked complete, so
+        that they are exactly in step with the events table. An engine that keeps none says False (the default)."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

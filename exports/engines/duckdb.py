@@ -30,6 +30,15 @@ from exports.engines.base import (
     Statement,
     Unordered,
 )
+from exports.engines.counts import (
+    COUNTS_TABLE,
+    STATE_TABLE,
+    event_counts_add,
+    event_counts_complete,
+    event_counts_ready_on,
+    event_counts_rebuild,
+    event_counts_table_exists,
+)
 from exports.errors import QueryCanceled, WarehouseError, WarehouseLocked
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
 
@@ -257,6 +266,8 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
                 if column.name not in existing:
                     sql_type = self.dialect.type_names[column.type.value]
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {quote_identifier(column.name)} {sql_type}")
+            if not event_counts_complete(conn, self.dialect):  # new, or loaded before the counts existed
+                event_counts_rebuild(conn, self.dialect)
             conn.commit()
         except duckdb.Error as exc:
             conn.rollback()
@@ -276,6 +287,8 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         try:
             events, row_id = quote_identifier(EVENTS_TABLE), quote_identifier(ROW_ID)
             staged = load_table_conform(table, self._arrow_types(conn))
+            if not event_counts_table_exists(conn, self.dialect):
+                raise WarehouseError("the event counts table does not exist: run ensure_schema first")
             columns = ", ".join(quote_identifier(name) for name in [*staged.column_names, ROW_ID])
             # _row_id last: ties in time stay in row-id order, so a query's scan is already in its sort order.
             order = ", ".join(
@@ -292,6 +305,9 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
                     f"INSERT INTO {events} ({columns}) SELECT {columns} FROM {_LOAD_VIEW}"
                     + (f" ORDER BY {order}" if order else "")
                 )
+                event_counts_add(
+                    conn, self.dialect, first_row_id=last + 1, last_row_id=last + staged.num_rows
+                )
                 conn.commit()
             except BaseException:
                 conn.rollback()
@@ -301,6 +317,17 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         except duckdb.Error as exc:
             raise _warehouse_error(exc) from exc
         return staged.num_rows
+
+    def event_counts_ready(self) -> bool:
+        # duckdb_tables(): a third of information_schema's time, which matters on a dry run's path.
+        tables = Statement(
+            sql="SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database()"
+            " AND schema_name = current_schema() AND table_name IN (?, ?)",
+            params=(COUNTS_TABLE, STATE_TABLE),
+            columns=(Column("n", ColumnType.INTEGER),),
+            dialect=self.dialect.name,
+        )
+        return event_counts_ready_on(self, tables)
 
     def _require_writable(self) -> None:
         if self.read_only:

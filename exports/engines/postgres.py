@@ -25,6 +25,15 @@ from psycopg import sql as pg_sql
 
 from exports.engines import load_table_conform, statement_check
 from exports.engines.base import EVENTS_TABLE, ROW_ID, Dialect, Estimate, SessionEngine, Statement
+from exports.engines.counts import (
+    COUNTS_TABLE,
+    STATE_TABLE,
+    event_counts_add,
+    event_counts_complete,
+    event_counts_ready_on,
+    event_counts_rebuild,
+    event_counts_table_exists,
+)
 from exports.engines.postgres_arrow import AdbcError, ArrowSession, batch_conform
 from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column, ColumnType, arrow_schema, quote_identifier
@@ -200,6 +209,9 @@ class PostgresEngine(SessionEngine[ArrowSession]):
                     conn.execute(f"CREATE INDEX IF NOT EXISTS {quote_identifier(name)} ON {table} ({keys})")
                 row_id, row_id_index = quote_identifier(ROW_ID), quote_identifier(f"{EVENTS_TABLE}_row_id")
                 conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {row_id_index} ON {table} ({row_id})")
+                if not event_counts_complete(conn, self.dialect):  # new, or loaded before the counts existed
+                    conn.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")  # loads wait (see load)
+                    event_counts_rebuild(conn, self.dialect)
         except psycopg.Error as exc:
             raise _warehouse_error(exc) from exc
 
@@ -228,6 +240,9 @@ class PostgresEngine(SessionEngine[ArrowSession]):
                     f"SELECT coalesce(max({quote_identifier(ROW_ID)}), 0) FROM {events}"
                 ).fetchone()
                 last = int(row[0]) if row else 0
+                # Checked under the lock: a concurrent ensure_schema that makes the counts holds it too.
+                if not event_counts_table_exists(conn, self.dialect):
+                    raise WarehouseError("the event counts table does not exist: run ensure_schema first")
                 staged = staged.append_column(
                     ROW_ID, pa.array(range(last + 1, last + 1 + staged.num_rows), pa.int64())
                 )
@@ -238,9 +253,22 @@ class PostgresEngine(SessionEngine[ArrowSession]):
                         buffer = io.BytesIO()
                         pa_csv.write_csv(batch, buffer, options)
                         copy.write(buffer.getbuffer())
+                event_counts_add(
+                    conn, self.dialect, first_row_id=last + 1, last_row_id=last + staged.num_rows
+                )
         except psycopg.Error as exc:
             raise _warehouse_error(exc) from exc
         return staged.num_rows
+
+    def event_counts_ready(self) -> bool:
+        tables = Statement(
+            sql="SELECT count(*) AS n FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_name IN (%s, %s)",
+            params=(COUNTS_TABLE, STATE_TABLE),
+            columns=(Column("n", ColumnType.INTEGER),),
+            dialect=self.dialect.name,
+        )
+        return event_counts_ready_on(self, tables)
 
     def _require_writable(self) -> None:
         if self.read_only:

@@ -149,6 +149,9 @@ class _CountsCanceled:
     def estimate(self, statement):
         return self._engine.estimate(statement)
 
+    def event_counts_ready(self) -> bool:
+        return self._engine.event_counts_ready()
+
     def cancel(self) -> None:
         self._engine.cancel()
 
