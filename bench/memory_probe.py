@@ -105,9 +105,19 @@ def _worker_path(
 ) -> tuple[int, int, int]:
     """What queries.runner does between the claim and the final status update, minus the database writes:
     parts are staged into the local storage's publication by the upload thread as they are finished."""
+    from exports.engines import engine_from_url
+
+    engine = engine_from_url(
+        f"duckdb:///{warehouse}", read_only=True, memory_limit=memory_limit, temp_directory=str(spill)
+    )
+    return worker_export(engine, statement, out, part_bytes=part_bytes)
+
+
+def worker_export(engine: Any, statement: Any, out: Path, *, part_bytes: int) -> tuple[int, int, int]:
+    """The worker path from `engine` into a local publication under `out` (the engine is closed after):
+    (rows, CSV bytes, bytes of the gzip parts)."""
     from django.conf import settings
 
-    from exports.engines import engine_from_url
     from exports.pipeline import ExportOptions, StagedExport
     from exports.results import ResultNames
     from exports.storage.local import LocalStorage
@@ -117,9 +127,6 @@ def _worker_path(
     names = ResultNames(prefix="reports/bench", guid="0" * 32, epoch_ms=int(time.time() * 1000))
     workdir, storage = out / "work", LocalStorage(out / "exports")
     workdir.mkdir(parents=True, exist_ok=True)
-    engine = engine_from_url(
-        f"duckdb:///{warehouse}", read_only=True, memory_limit=memory_limit, temp_directory=str(spill)
-    )
     options = ExportOptions(
         part_bytes=part_bytes,
         compression_level=settings.EXPORT_GZIP_LEVEL,

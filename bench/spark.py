@@ -34,15 +34,15 @@ import gzip
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import memory_probe
 from bench.paired import process_cpu
 from bench.report import Report
 from exports.engines import engine_from_url
@@ -149,59 +149,7 @@ def worker_export(engine: WarehouseEngine, statement: Statement, out: Path) -> t
     """The worker path into a local publication under `out`: (rows, CSV bytes, bytes of the gzip parts)."""
     from django.conf import settings
 
-    from exports.pipeline import ExportOptions, StagedExport
-    from exports.results import ResultNames
-    from exports.storage.local import LocalStorage
-    from exports.summary import ExportSummary
-    from exports.writers import manifest_build, manifest_bytes, manifest_schema
-
-    names = ResultNames(prefix="reports/bench", guid="0" * 32, epoch_ms=int(time.time() * 1000))
-    workdir, storage = out / "work", LocalStorage(out / "exports")
-    workdir.mkdir(parents=True, exist_ok=True)
-    options = ExportOptions(
-        part_bytes=settings.EXPORT_PART_BYTES,
-        compression_level=settings.EXPORT_GZIP_LEVEL,
-        max_bytes=None,
-        parts_in_flight=settings.EXPORT_PARTS_IN_FLIGHT,
-        retries=0,
-        backoff_seconds=0,
-    )
-    with storage.publication() as publication:
-        export = StagedExport(
-            publication, names=names, directory=workdir, options=options, control=_Unattended(), label="bench"
-        )
-        summary = ExportSummary(statement)
-        try:
-            parts = export.write(summary.batches(engine), summary.columns)
-        finally:
-            engine.close()
-        manifest = manifest_build(
-            parts=parts,
-            query={},
-            fingerprint="",
-            schema=manifest_schema(summary.columns),
-            created_at=datetime.now(UTC),
-            guid=names.guid,
-            summary=summary.figures,
-        )
-        export.commit(manifest_bytes(manifest), commit_check=lambda: True)
-    return sum(p.rows for p in parts), sum(p.bytes for p in parts), sum(p.compressed_bytes for p in parts)
-
-
-class _Unattended:
-    """The runner's control without a query behind it: never stopped, nothing recorded."""
-
-    def __init__(self) -> None:
-        self.stop = threading.Event()
-
-    def should_stop(self) -> bool:
-        return False
-
-    def progress(self, rows: int, bytes_written: int) -> None:
-        pass
-
-    def delivery_tried(self) -> None:
-        pass
+    return memory_probe.worker_export(engine, statement, out, part_bytes=settings.EXPORT_PART_BYTES)
 
 
 def spark_write_csv_gzip(engine: SparkEngine, statement: Statement, target: Path) -> None:
