@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bench.report import Report
 
@@ -104,15 +105,16 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def run(report: Report) -> None:
+@contextlib.contextmanager
+def latency_service(prefix: str) -> Iterator[tuple[Any, str]]:
+    """The whole service as real processes (one Celery worker, prefork, concurrency 2, on a throwaway Redis;
+    the metadata database BENCH_LATENCY_DB names; a DuckDB warehouse of demo data) and the key of a customer."""
     from tests.servers import redis_server
     from tests.service import Shape, service_running
 
-    runs = int(os.environ.get("BENCH_LATENCY_RUNS", "50"))
-    warmup = int(os.environ.get("BENCH_LATENCY_WARMUP", str(WARMUP)))
     kind = os.environ.get("BENCH_LATENCY_DB", "postgres")
     with (
-        tempfile.TemporaryDirectory(prefix="insights-bench-latency-") as tmp,
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
         redis_server() as redis,
         _metadata_database(kind, Path(tmp)) as database_url,
     ):
@@ -128,9 +130,17 @@ def run(report: Report) -> None:
         with service_running(shape=shape, var_dir=var_dir) as service:
             key = service.customer_create(CUSTOMER, max_concurrent=2)
             service.worker_start()
-            for _ in range(warmup):
-                run_once(service, key)
-            measured = [run_once(service, key) for _ in range(runs)]
+            yield service, key
+
+
+def run(report: Report) -> None:
+    runs = int(os.environ.get("BENCH_LATENCY_RUNS", "50"))
+    warmup = int(os.environ.get("BENCH_LATENCY_WARMUP", str(WARMUP)))
+    kind = os.environ.get("BENCH_LATENCY_DB", "postgres")
+    with latency_service("insights-bench-latency-") as (service, key):
+        for _ in range(warmup):
+            run_once(service, key)
+        measured = [run_once(service, key) for _ in range(runs)]
     totals = [r.total_ms for r in measured]
     median = statistics.median(totals)
     report.add(

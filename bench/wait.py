@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from bench.latency import CUSTOMER, REQUEST_1, WARMUP, Run, _instant, _metadata_database, percentile, run_once
+from bench.latency import REQUEST_1, WARMUP, Run, _instant, latency_service, percentile, run_once
 from bench.report import Report
 
 DEFAULT_RUNS = 50
@@ -30,36 +28,17 @@ GOAL_MS = 40.0
 
 
 def run(report: Report) -> None:
-    from tests.servers import redis_server
-    from tests.service import Shape, service_running
-
     runs = int(os.environ.get("BENCH_WAIT_RUNS", str(DEFAULT_RUNS)))
     warmup = int(os.environ.get("BENCH_LATENCY_WARMUP", str(WARMUP)))
     kind = os.environ.get("BENCH_LATENCY_DB", "postgres")
-    with (
-        tempfile.TemporaryDirectory(prefix="insights-bench-wait-") as tmp,
-        redis_server() as redis,
-        _metadata_database(kind, Path(tmp)) as database_url,
-    ):
-        var_dir = Path(tmp, "var")
-        var_dir.mkdir()
-        shape = Shape(
-            name=kind,
-            database_url=database_url,
-            broker_url=redis.url,
-            warehouse_url=f"duckdb:///{var_dir / 'warehouse.duckdb'}",
-            cache_url=redis.url,
-        )
-        with service_running(shape=shape, var_dir=var_dir) as service:
-            key = service.customer_create(CUSTOMER, max_concurrent=2)
-            service.worker_start()
-            for _ in range(warmup):
-                run_once(service, key)
-                wait_once(service, key)
-            waits, polls = [], []
-            for _ in range(runs):
-                waits.append(wait_once(service, key))
-                polls.append(run_once(service, key))
+    with latency_service("insights-bench-wait-") as (service, key):
+        for _ in range(warmup):
+            run_once(service, key)
+            wait_once(service, key)
+        waits, polls = [], []
+        for _ in range(runs):
+            waits.append(wait_once(service, key))
+            polls.append(run_once(service, key))
     waited, polled = [r.total_ms for r in waits], [r.total_ms for r in polls]
     wait_median, poll_median = statistics.median(waited), statistics.median(polled)
     report.add(
