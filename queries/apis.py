@@ -330,6 +330,17 @@ class QueryDownloadApi(QueryApiBase):
             raise
 
 
+class QueryPartNameApi(QueryApiBase):
+    """`/download/<part>` where the part is not a number (`abc`, `-1`): the query's own 404 (the envelope naming
+    the part), not the unknown-path one, for a guid the customer has. Not in the schema: the part is an integer."""
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, guid: str, part: str) -> Response:
+        # Another customer's guid: the usual 404.
+        query = query_get(customer=self.customer(request), guid=guid)
+        raise PartNotFound(f"Query {query.guid} has no part {part!r}: parts are numbered from 0.")
+
+
 def _stream(
     request: Request, query: QueryRequest, entry: dict[str, Any], storage: Storage
 ) -> HttpResponse | StreamingHttpResponse:

@@ -118,7 +118,9 @@ def query_preview(*, customer: Customer, body: Any) -> dict[str, Any]:
     """`{"fields": [...], "data": [...]}` for the body; QueryValidationError (400), PreviewsThrottled (429),
     PreviewTooSlow (422), WarehouseUnavailable (503)."""
     preview, query_body = preview_settings_split(body)
-    query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
+    query_spec = query_validate(
+        query_body, max_window=timedelta(days=customer.max_window_days), settings_keys=KEYS
+    )
     previews_throttle(customer)
     with warehouse_call("preview") as engine:
         statement = preview_statement(

@@ -25,6 +25,7 @@ from django.core.cache import cache
 
 from exports.errors import WarehouseError
 from insights.models import Customer
+from queries.export_settings import KEYS as EXPORT_KEYS
 from queries.export_settings import export_settings_split
 from queries.history import bytes_per_row, columns_types, run_shape, seconds_predict
 from queries.preview import PreviewsThrottled, WarehouseUnavailable
@@ -70,7 +71,9 @@ def query_quote(*, customer: Customer, body: Any) -> Quote:
     """The quote of `body` for `customer` (see the module docstring). Raises QueryValidationError (400),
     PreviewsThrottled (429) or WarehouseUnavailable (503)."""
     export, query_body = export_settings_split(body)
-    query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
+    query_spec = query_validate(
+        query_body, max_window=timedelta(days=customer.max_window_days), settings_keys=EXPORT_KEYS
+    )
     quotes_throttle(customer)
     display = export.output.get("header") == "display"
     titles = [field.display_name if display else field.name for field in query_spec.columns]

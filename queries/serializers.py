@@ -104,7 +104,7 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class QueryStateSerializer(serializers.Serializer):
-    """`messages` is present once the query Failed, was Canceled or Expired."""
+    """`messages` is present once the query Failed, was Canceled, Expired or was Deleted."""
 
     status = serializers.ChoiceField(choices=QueryStatus.values)
     guid = GuidField()

@@ -19,6 +19,7 @@ from queries.compiler import query_compile
 from queries.delivery import query_storage
 from queries.dispatch import query_enqueue
 from queries.errors import ConcurrencyLimitReached, ResultUnavailable
+from queries.export_settings import KEYS as EXPORT_KEYS
 from queries.export_settings import export_settings_split
 from queries.lifecycle import query_cancel, query_deleted
 from queries.models import QueryRequest, QueryStatus
@@ -53,7 +54,7 @@ def query_create(
     """
     export, query_body = export_settings_split(body)
     widest = max_window if max_window is not None else timedelta(days=customer.max_window_days)
-    query_spec = query_validate(query_body, max_window=widest)
+    query_spec = query_validate(query_body, max_window=widest, settings_keys=EXPORT_KEYS)
     # The hidden summary columns ride along: the export counts its summary in the same pass (exports.summary).
     statement = query_compile(query_spec, customer_id=customer.key, dialect=warehouse_dialect(), summary=True)
     display = export.output.get("header") == "display"

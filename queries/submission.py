@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 
 from insights.models import Customer
+from queries.export_settings import KEYS as EXPORT_KEYS
 from queries.export_settings import export_settings_split
 from queries.idempotency import idempotency_key_record, idempotent_replay, request_fingerprint
 from queries.models import QueryRequest, QueryStatus
@@ -45,7 +46,9 @@ def query_submit(
     if idempotency_key is None and max_age is None:
         return Submission(query=query_create(customer=customer, body=body, author=author), created=True)
     export, query_body = export_settings_split(body)
-    query_spec = query_validate(query_body, max_window=timedelta(days=customer.max_window_days))
+    query_spec = query_validate(
+        query_body, max_window=timedelta(days=customer.max_window_days), settings_keys=EXPORT_KEYS
+    )
     fingerprint = request_fingerprint(query_fingerprint=query_spec.fingerprint, export=export)
     candidate = None
     if max_age is not None:  # before the lock: it reads the storage

@@ -9,6 +9,11 @@ urlpatterns = [
     path("dwh/Q/<str:guid>/status", apis.QueryStatusApi.as_view(), name="query-status"),
     path("dwh/Q/<str:guid>/download", apis.QueryDownloadApi.as_view(), name="query-download"),
     path("dwh/Q/<str:guid>/download/<int:part>", apis.QueryDownloadApi.as_view(), name="query-download-part"),
+    path(
+        "dwh/Q/<str:guid>/download/<str:part>",
+        apis.QueryPartNameApi.as_view(),
+        name="query-download-bad-part",
+    ),
     path("dwh/Q/<str:guid>", apis.QueryDetailApi.as_view(), name="query-detail"),
     path("dwh/summary", preview_apis.WindowSummaryApi.as_view(), name="summary"),
     path("dwh/exports", export_apis.ExportCollectionApi.as_view(), name="export-collection"),

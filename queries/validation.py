@@ -82,14 +82,20 @@ class QueryLimits:
 
 
 def query_validate(
-    body: object, *, max_window: timedelta = timedelta(days=31), limits: QueryLimits = QueryLimits()
+    body: object,
+    *,
+    max_window: timedelta = timedelta(days=31),
+    limits: QueryLimits = QueryLimits(),
+    settings_keys: tuple[str, ...] = (),
 ) -> Query:
     """Turn a JSON-decoded query body into a Query, or raise QueryValidationError (see the module docstring).
 
     `max_window` is the customer's widest allowed timestamp window (docs/DESIGN.md §4); it must be positive.
+    `settings_keys`: the keys the caller took out of the body before (an export's `output`, a preview's
+    `limit`), named beside the query's own when an unknown key is refused.
     """
     cat = catalog()
-    raw = _body_parse(body)
+    raw = _body_parse(body, settings_keys)
     if raw.bad_operators:
         raise QueryValidationError(operators_message(raw.bad_operators))
     lower, upper = _bounds_check(raw.timestamp)
@@ -185,7 +191,7 @@ class _RawBody:
             yield from group.conditions
 
 
-def _body_parse(body: object) -> _RawBody:
+def _body_parse(body: object, settings_keys: tuple[str, ...] = ()) -> _RawBody:
     if not isinstance(body, dict):
         raise QueryValidationError(
             f'The query body must be a JSON object with "timestamp" and "data", got {json_kind(body)}.'
@@ -193,7 +199,7 @@ def _body_parse(body: object) -> _RawBody:
     for key in body:
         if key not in TOP_LEVEL_KEYS:
             raise QueryValidationError(
-                f'Unknown attribute "{key}" in the query body; allowed: {", ".join(TOP_LEVEL_KEYS)}.'
+                f'Unknown attribute "{key}" in the query body; allowed: {", ".join(TOP_LEVEL_KEYS + settings_keys)}.'
             )
     for key in ("timestamp", "data"):
         if key not in body:

@@ -316,8 +316,8 @@ def test_an_api_url_no_route_matches_is_a_json_404():
     client = Client()
     under_queries = client.get("/_rest/v4/dwh/Q/0123/extra/status")
     assert under_queries.status_code == 404 and under_queries.json() == NOT_FOUND
-    negative_part = client.get("/_rest/v4/dwh/Q/0123456789abcdef0123456789abcdef/download/-1")
-    assert negative_part.status_code == 404 and negative_part.json() == NOT_FOUND
+    past_the_part = client.get("/_rest/v4/dwh/Q/0123456789abcdef0123456789abcdef/download/0/extra")
+    assert past_the_part.status_code == 404 and past_the_part.json() == NOT_FOUND
     elsewhere = client.get("/_rest/v4/nothing-here")
     assert elsewhere.status_code == 404 and elsewhere.json() == {"code": 404, "message": "Not found."}
     outside = client.get("/nothing-here")

@@ -46,7 +46,8 @@ def warehouse_loader(url: str | None = None, *, events_catalog: Catalog | None =
 
 
 def _schema_ensured(engine: WarehouseEngine, columns: tuple[Column, ...]) -> None:
-    deadline = time.monotonic() + settings.WAREHOUSE_LOCK_WAIT_SECONDS
+    seconds = settings.WAREHOUSE_LOCK_WAIT_SECONDS
+    deadline, waited = time.monotonic() + seconds, False
     while True:
         try:
             engine.ensure_schema(columns)
@@ -54,7 +55,11 @@ def _schema_ensured(engine: WarehouseEngine, columns: tuple[Column, ...]) -> Non
         except WarehouseLocked:
             if time.monotonic() >= deadline:
                 raise
-            logger.info("the warehouse file is held by another process: waiting for it")
+            if not waited:  # once: the wait is retried every LOCK_RETRY_PAUSE
+                logger.info(
+                    "the warehouse file is held by another process: waiting up to %d s for it", seconds
+                )
+                waited = True
             time.sleep(LOCK_RETRY_PAUSE)
 
 

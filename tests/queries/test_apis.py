@@ -59,6 +59,29 @@ def test_a_documented_validation_error_is_byte_for_byte(customer_factory, sent_t
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/_rest/v4/dwh/Q", "timestamp, data, filters, scope, output, description, filename, max_age"),
+        (
+            "/_rest/v4/dwh/Q?dry_run=true",
+            "timestamp, data, filters, scope, output, description, filename, max_age",
+        ),
+        ("/_rest/v4/dwh/Q/preview", "timestamp, data, filters, scope, limit, basic"),
+    ],
+)
+def test_an_unknown_key_is_refused_naming_every_key_the_endpoint_takes(
+    customer_factory, sent_tasks, path, allowed
+):
+    client = _client(customer_factory("acme"))
+    response = client.post(path, data=json.dumps({**QUERY, "outpt": {}}), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "message": f'Unknown attribute "outpt" in the query body; allowed: {allowed}.',
+    }
+
+
 def test_status_shows_messages_only_once_the_query_ended_without_a_result(customer_factory):
     customer = customer_factory("acme")
     client = _client(customer)
@@ -94,6 +117,7 @@ def test_another_customers_guid_is_the_documented_404_everywhere(customer_factor
         ("get", f"/_rest/v4/dwh/Q/{theirs.guid}"),
         ("get", f"/_rest/v4/dwh/Q/{theirs.guid}/status"),
         ("get", f"/_rest/v4/dwh/Q/{theirs.guid}/download/0"),
+        ("get", f"/_rest/v4/dwh/Q/{theirs.guid}/download/abc"),
         ("delete", f"/_rest/v4/dwh/Q/{theirs.guid}"),
     ]:
         response = getattr(client, method)(path)
@@ -121,6 +145,13 @@ def test_downloads_ranges_missing_parts_and_expired_results(customer_factory, co
     assert ranged.status_code == 206 and ranged.getvalue() == whole[2:6]
     missing = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/3")
     assert missing.status_code == 404 and missing.json()["message"].endswith("part 3 does not exist.")
+    for name in ("abc", "-1"):  # not a part number: the envelope naming it, as for a part that does not exist
+        named = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/{name}")
+        assert named.json() == {
+            "code": 404,
+            "message": f"Query {done.guid} has no part '{name}': parts are numbered from 0.",
+        }
+        assert client.head(f"/_rest/v4/dwh/Q/{done.guid}/download/{name}").status_code == 404
     QueryRequest.objects.filter(pk=done.pk).update(status=QueryStatus.EXPIRED)
     gone = client.get(f"/_rest/v4/dwh/Q/{done.guid}")
     assert gone.status_code == 410 and "expired" in gone.json()["message"]

@@ -45,8 +45,9 @@ def warehouse_file(tmp_path: Path, settings) -> Path:
     return path
 
 
-def test_a_loader_waits_for_the_file_another_process_holds(warehouse_file: Path, settings) -> None:
+def test_a_loader_waits_for_the_file_another_process_holds(warehouse_file: Path, settings, caplog) -> None:
     settings.WAREHOUSE_LOCK_WAIT_SECONDS = 60
+    caplog.set_level("INFO", logger="queries.ingest.warehouse")
     with held_by_another_process(warehouse_file, seconds=1.5) as holder:
         engine = warehouse_loader(f"duckdb:///{warehouse_file}")
         try:
@@ -55,6 +56,10 @@ def test_a_loader_waits_for_the_file_another_process_holds(warehouse_file: Path,
             assert not warehouse_has_events(engine)
         finally:
             engine.close()
+    # Said once, not at every retry.
+    assert [r.getMessage() for r in caplog.records] == [
+        "the warehouse file is held by another process: waiting up to 60 s for it"
+    ]
 
 
 def test_a_loader_says_the_file_is_locked_once_its_wait_is_over(warehouse_file: Path, settings) -> None:
