@@ -20,6 +20,8 @@ TIMEOUT_SECONDS = 30.0
 PAGE_SIZE = 100  # exports per page when listing (the API allows 1-500)
 # What a server closing an idle kept-alive connection looks like to the client that just reused it.
 STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# How the service refuses a `?wait=` beyond its QUERY_WAIT_MAX_SECONDS (queries.waiting.wait_read).
+WAIT_REFUSED = "wait must be"
 AUTH_HINT = "check the API key (--token, INSIGHTS_TOKEN or token in config.toml)"
 
 
@@ -60,6 +62,24 @@ class Client:
         """The new query's guid."""
         created = self._json("POST", "/dwh/Q", json=body)
         return str(created["id"])
+
+    def query_submit(self, body: Any, *, wait: float) -> tuple[str, dict[str, Any] | None]:
+        """POST with `?wait=N` (the service's hybrid wait): the new query's guid, and its status document once
+        it ended or `wait` seconds passed. The status is None where the service answers without one (a version
+        before the hybrid wait ignores the parameter), or refuses `wait` (a QUERY_WAIT_MAX_SECONDS set lower:
+        checked before anything is created, so the query is then submitted without it)."""
+        params = {"wait": f"{wait:g}"}
+        with self._call():
+            response = self._request("POST", "/dwh/Q", json=body, params=params, timeout=self.timeout + wait)
+        if response.status_code == 400 and error_message(response).startswith(WAIT_REFUSED):
+            return self.query_create(body), None
+        if not response.is_success:
+            raise response_error(response)
+        created = response.json() if _is_json(response) else None
+        if not isinstance(created, dict) or "id" not in created:
+            raise self._json_refused("POST", "/dwh/Q")
+        state = created.get("status")
+        return str(created["id"]), dict(state) if isinstance(state, dict) else None
 
     def query_status(self, guid: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/dwh/Q/{guid}/status"))
@@ -125,11 +145,14 @@ class Client:
         try:
             return response.json()
         except ValueError:
-            raise CliError(
-                f"{self.url} answered {method} {API_PREFIX}{url.split('?')[0]} with something that is not "
-                "JSON: is it the Insights service's root URL?",
-                EXIT_UNREACHABLE,
-            ) from None
+            raise self._json_refused(method, url) from None
+
+    def _json_refused(self, method: str, url: str) -> CliError:
+        return CliError(
+            f"{self.url} answered {method} {API_PREFIX}{url.split('?')[0]} with something that is not "
+            "JSON: is it the Insights service's root URL?",
+            EXIT_UNREACHABLE,
+        )
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """One request; a GET whose kept-alive connection the server closed just as it was sent is sent once

@@ -23,6 +23,10 @@ from insights_cli.progress import StatusProgress, TransferProgress
 from insights_cli.wait import query_wait, state_exit_code, state_problem
 
 GUID = re.compile(r"[0-9a-f]{32}")
+# `query --wait`: how long the POST itself waits for the query to end (the service's `?wait=N`, at most 30 s)
+# before the guid is printed and the status is polled. Short, so that a long export shows its guid and progress
+# soon; most small queries end well within it.
+SERVER_WAIT_SECONDS = 5.0
 # A body's export settings (queries.export_settings.KEYS): a preview takes none, so they are left out of it and
 # one body file serves both `query` and `preview`.
 EXPORT_KEYS = ("output", "description", "filename")
@@ -110,7 +114,10 @@ def catalog(options: Options, verbose: bool, as_json: bool) -> int:
 @cli.command()
 @BODY
 @click.option(
-    "--wait", is_flag=True, help="Poll until the query ends, showing its progress; exit with its end."
+    "--wait",
+    is_flag=True,
+    help="Wait until the query ends (the service holds its answer up to 5 s, then its status is polled), "
+    "showing its progress; exit with its end.",
 )
 @click.option(
     "--download",
@@ -136,11 +143,12 @@ def query(options: Options, body: str, wait: bool, directory: Path | None, outpu
     if output_format:
         request = body_with_format(request, output_format)
     with options.client() as client:
-        guid = client.query_create(request)
-        click.echo(guid)
         if not (wait or directory):
+            click.echo(client.query_create(request))
             return EXIT_OK
-        state = _wait(client, guid)
+        guid, first = _submit_waiting(client, request)
+        click.echo(guid)
+        state = _wait(client, guid, first)
         if state_exit_code(state) != EXIT_OK:
             raise CliError(state_problem(state), state_exit_code(state))
         if directory:
@@ -234,10 +242,21 @@ def preview(options: Options, body: str, limit: int | None, basic: bool, as_json
     return EXIT_OK
 
 
-def _wait(client: Client, guid: str) -> dict[str, Any]:
+def _submit_waiting(client: Client, request: Any) -> tuple[str, dict[str, Any] | None]:
+    """POST ?wait=SERVER_WAIT_SECONDS: a small query comes back ended, with no poll at all."""
+    try:
+        return client.query_submit(request, wait=SERVER_WAIT_SECONDS)
+    except KeyboardInterrupt:
+        raise CliError(
+            "stopped while the query was being submitted; it may have been created (`insights ls`)",
+            EXIT_INTERRUPTED,
+        ) from None
+
+
+def _wait(client: Client, guid: str, first: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
         with StatusProgress(output.stderr(), guid) as view:
-            return query_wait(client, guid, view)
+            return query_wait(client, guid, view, first=first)
     except KeyboardInterrupt:
         raise CliError(
             f"stopped waiting; query {guid} goes on (`insights status {guid}`, `insights cancel {guid}`)",

@@ -1,4 +1,5 @@
-"""Waiting for a query to end: status polls on a backoff schedule, each one shown, until a terminal status."""
+"""Waiting for a query to end: the POST's own server-side wait first (`?wait=N`, commands.query), then, if the
+query is still Pending, status polls on a backoff schedule, each one shown, until a terminal status."""
 
 from __future__ import annotations
 
@@ -38,9 +39,18 @@ def query_wait(
     *,
     sleep: Callable[[float], None] = time.sleep,
     delays: Iterator[float] | None = None,
+    first: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The query's last status body, once it is no longer Pending. A failure to poll says the query goes on."""
-    for delay in itertools.chain([0.0], delays or poll_delays()):
+    """The query's last status body, once it is no longer Pending. A failure to poll says the query goes on.
+    `first`: the status the POST answered after its server-side wait (`?wait=N`): shown, and polling starts
+    only if it is still Pending, after the first delay."""
+    polls: Iterator[float] = itertools.chain([0.0], delays or poll_delays())
+    if first is not None:
+        view.update(first)
+        if first["status"] != "Pending":
+            return first
+        polls = delays or poll_delays()
+    for delay in polls:
         sleep(delay)
         try:
             state = client.query_status(guid)

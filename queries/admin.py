@@ -23,12 +23,13 @@ from queries.apis import file_chunks
 from queries.delivery import query_storage, result_redeliver
 from queries.errors import ConcurrencyLimitReached, QueryConflict, ResultUnavailable
 from queries.export_settings import APPLIES, DEFAULTS
-from queries.models import QueryRequest, QuerySlice, QueryStatus
+from queries.models import IdempotencyKey, QueryRequest, QuerySlice, QueryStatus
 from queries.result_rows import FIRST_ROWS, result_first_rows
 from queries.serializers import ExportSerializer
 from queries.services import export_delete, query_cancel, query_create
 from queries.validation import QueryValidationError
 
+REUSES_SHOWN = 20  # on a query's page, of the queries that reuse its result
 # The type tags of a plan's parameters (queries.plan), as an operator reads them.
 PARAMETER_TYPES = {"s": "string", "i": "integer", "f": "float", "b": "boolean", "t": "timestamp", "d": "date"}
 
@@ -52,6 +53,21 @@ class QuerySliceInline(admin.TabularInline):
         return False
 
 
+class ReuseFilter(admin.SimpleListFilter):
+    """Queries that ran (or will) apart from reuses of another's result (max_age, queries.reuse)."""
+
+    title = "reuse"
+    parameter_name = "reuse"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Reused another's result"), ("no", "Ran itself")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> QuerySet[QueryRequest]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(reused_from__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(QueryRequest)
 class QueryRequestAdmin(admin.ModelAdmin):
     # Fits 1280 px beside the filters: times to the second, the description cut short, the run time instead of
@@ -66,7 +82,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
         "duration",
         "rows",
     )
-    list_filter = ("status", "customer")
+    list_filter = ("status", ReuseFilter, "customer")
     search_fields = ("guid", "fingerprint", "description", "filename")
     list_select_related = ("customer",)
     date_hierarchy = "submitted_at"
@@ -75,6 +91,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
     inlines = (QuerySliceInline,)
     fieldsets = (
         (None, {"fields": ("customer", "status", "messages")}),  # the guid is the page's title
+        ("Request", {"fields": ("reused_from_link", "reuses_shown", "idempotency_keys_shown")}),
         (
             "Export",
             {
@@ -171,13 +188,16 @@ class QueryRequestAdmin(admin.ModelAdmin):
         return response
 
     def live_view(self, request: HttpRequest) -> TemplateResponse:
-        """Pending and running queries, grouped by customer, with slot use against the limit."""
-        live = QueryRequest.objects.filter(status=QueryStatus.PENDING).select_related("customer")
+        """Pending and running queries, grouped by customer, with slot use against the limit. A reuse following
+        another query's run is listed (it is Pending) but holds no slot (queries.queue_eta.slots_held)."""
+        live = QueryRequest.objects.filter(status=QueryStatus.PENDING).select_related(
+            "customer", "reused_from"
+        )
         grouped: dict[int, dict[str, Any]] = {}
         for query in live.order_by("customer__key", "submitted_at"):
-            grouped.setdefault(query.customer_id, {"customer": query.customer, "live": []})["live"].append(
-                query
-            )
+            row = grouped.setdefault(query.customer_id, {"customer": query.customer, "live": [], "held": 0})
+            row["live"].append(query)
+            row["held"] += query.reused_from_id is None
         context = {
             **self.admin_site.each_context(request),
             "title": "Live queries",
@@ -325,8 +345,52 @@ class QueryRequestAdmin(admin.ModelAdmin):
         )
         return format_html("<pre>{}</pre><pre>{}</pre>", plan.get("sql", ""), params or "")
 
+    @admin.display(description="reused from")
+    def reused_from_link(self, obj: QueryRequest) -> str:
+        """The query whose result this one shares (or whose run it follows): it ran nothing itself."""
+        if obj.reused_from_id is None:
+            return "-"
+        original = QueryRequest.objects.only("guid", "status").get(pk=obj.reused_from_id)
+        return format_html(
+            '<a href="{}">{}</a> ({})',
+            reverse("admin:queries_queryrequest_change", args=(original.pk,)),
+            original.guid,
+            original.status,
+        )
+
+    @admin.display(description="reused by")
+    def reuses_shown(self, obj: QueryRequest) -> str:
+        """The queries sharing this one's result (deleting it expires them too): the first REUSES_SHOWN."""
+        reuses = QueryRequest.objects.filter(reused_from=obj)
+        total = reuses.count()
+        if not total:
+            return "-"
+        first = reuses.order_by("submitted_at").only("guid", "status")[:REUSES_SHOWN]
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a> ({})',
+            (
+                (reverse("admin:queries_queryrequest_change", args=(reuse.pk,)), reuse.guid, reuse.status)
+                for reuse in first
+            ),
+        )
+        more = total - REUSES_SHOWN
+        return format_html("{} and {} more", links, more) if more > 0 else links
+
+    @admin.display(description="Idempotency-Key")
+    def idempotency_keys_shown(self, obj: QueryRequest) -> str:
+        """The key the customer sent with the POST that created it, and when (a repeat got this query back)."""
+        keys = IdempotencyKey.objects.filter(query=obj).order_by("created_at")
+        if not keys:
+            return "-"
+        return format_html_join(
+            ", ", "<code>{}</code> ({})", ((key.key, _to_the_second(key.created_at)) for key in keys)
+        )
+
     @admin.display(description="run time")
     def duration(self, obj: QueryRequest) -> str:
+        if obj.reused_from_id is not None:
+            return "reused"  # its times are its original's: it ran nothing
         if obj.started_at and obj.finished_at:
             return f"{(obj.finished_at - obj.started_at).total_seconds():.3f} s"
         return "-"

@@ -32,6 +32,7 @@ from queries.end_signals import query_end_publish
 from queries.errors import QueryConflict
 from queries.history import run_record
 from queries.models import QueryRequest, QuerySlice, QueryStatus, SliceState
+from queries.reuse import followers_of_settle
 from queries.webhook_events import query_end_emit, query_event_emit
 
 CANCELED_BY_CUSTOMER = "Canceled at the customer's request."
@@ -172,6 +173,8 @@ def query_stopped(*, claim: Claim, timed_out: bool) -> bool:
         )
     )
     query_end_emit(query_id=claim.query.pk)  # the customer's webhook (queries.webhook_events)
+    if stopped:
+        followers_of_settle(original_id=claim.query.pk)  # reuses that joined it end Canceled too
     return stopped
 
 
@@ -212,6 +215,7 @@ def _finish(claim: Claim, *, status: str, **fields: Any) -> bool:
     if finished:
         query_end_publish(query_id=claim.query.pk)  # wakes a POST waiting for it (?wait=N)
         query_end_emit(query_id=claim.query.pk)  # the customer's webhook (queries.webhook_events)
+        followers_of_settle(original_id=claim.query.pk)  # reuses that joined it take its end, and announce it
     return finished
 
 
@@ -238,6 +242,8 @@ def query_cancel(*, query: QueryRequest) -> QueryRequest:
         pending.update(cancel_requested=True)
     query.refresh_from_db()
     query_end_emit(query_id=query.pk)  # if Canceled now (a flagged run says so when it stops)
+    if ended:
+        followers_of_settle(original_id=query.pk)
     if query.status not in (QueryStatus.PENDING, QueryStatus.CANCELED):
         raise QueryConflict(f"Query {query.guid} already finished with status {query.status}.")
     return query

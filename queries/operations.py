@@ -37,7 +37,7 @@ BEAT_GRACE_SECONDS = 15.0
 class CustomerSlots:
     key: str
     name: str
-    in_use: int  # Pending queries: queued or running
+    in_use: int  # Pending queries: queued or running (reuses aside)
     running: int
     limit: int
 
@@ -56,10 +56,16 @@ def _running(now: datetime) -> Q:
     return Q(status=QueryStatus.PENDING, lease_expires_at__gt=now)
 
 
+# A reuse (queries.reuse) never runs: while it follows another query's run it is Pending but holds no slot and
+# waits for no worker; Completed, it shows its original's run times.
+REUSE = Q(reused_from__isnull=False)
+
+
 def slots_by_customer(*, now: datetime | None = None) -> list[CustomerSlots]:
     """Every active customer's slot use against its limit, by key."""
     now = now or timezone.now()
-    pending = Q(queries__status=QueryStatus.PENDING)
+    # What holds a slot (queue_eta.slots_held): a reuse following another query's run does not.
+    pending = Q(queries__status=QueryStatus.PENDING, queries__reused_from__isnull=True)
     running = Q(queries__status=QueryStatus.PENDING, queries__lease_expires_at__gt=now)
     rows = (
         Customer.objects.filter(is_active=True)
@@ -73,7 +79,9 @@ def slots_by_customer(*, now: datetime | None = None) -> list[CustomerSlots]:
 def queue_depth(*, now: datetime | None = None) -> int:
     """Pending queries no attempt is running: what waits for a worker."""
     now = now or timezone.now()
-    return QueryRequest.objects.filter(status=QueryStatus.PENDING).exclude(_running(now)).count()
+    return (
+        QueryRequest.objects.filter(status=QueryStatus.PENDING).exclude(_running(now)).exclude(REUSE).count()
+    )
 
 
 def status_counts() -> dict[str, int]:
@@ -86,9 +94,11 @@ def recent_runs(*, hours: int = 24, now: datetime | None = None) -> RecentRuns:
     now = now or timezone.now()
     recent = QueryRequest.objects.filter(submitted_at__gte=now - timedelta(hours=hours))
     counted = dict(recent.values_list("status").annotate(n=Count("pk")).order_by())
-    spans = recent.filter(
-        status=QueryStatus.COMPLETED, started_at__isnull=False, finished_at__isnull=False
-    ).values_list("started_at", "finished_at")
+    spans = (  # a reuse shows its original's times: the run is counted once
+        recent.filter(status=QueryStatus.COMPLETED, started_at__isnull=False, finished_at__isnull=False)
+        .exclude(REUSE)
+        .values_list("started_at", "finished_at")
+    )
     seconds = sorted(
         (finished - started).total_seconds() for started, finished in spans if started and finished
     )

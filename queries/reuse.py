@@ -10,9 +10,16 @@ What can be reused, for a new query of a customer:
   its own that records `reused_from`;
 - else one still Pending (and not being canceled): the new query follows it. It is Pending, holds no slot
   and is never run; when the query it follows ends, it ends the same way (Completed with the same files,
-  Failed or Canceled with the same messages): `follower_settle`, called when the follower is read and by a
-  beat task;
+  Failed or Canceled with the same messages): `follower_settle`, called by the run's end (queries.lifecycle:
+  `followers_of_settle`), when the follower is read, and by a beat task for the ends no hook sees (the
+  reaper's); whichever changes it first also records its webhook event, so it is recorded once;
 - else nothing: the query runs as any other.
+
+Webhook events (queries.webhook_events), as for any query and with the same state checks: a reuse Completed at
+once records `query.completed` only (it was never Pending, so no `query.submitted`); a joined one records
+`query.submitted` when it is created and its ending when it is settled. Neither records `query.started`: no run
+of its own begins (the `started_at` it shows is its original's). A reuse made Expired by its original's delete
+records `query.expired`.
 
 Expiry (the reuse expires with its original): a reuse carries its original's start and finish times, so the
 result looks the same (Last-Modified, `expires_at`) and retention, which goes by the finish time, expires both in
@@ -40,6 +47,7 @@ from queries.plan import plan_build
 from queries.spec import Query
 from queries.validation import QueryValidationError
 from queries.warehouse import warehouse_dialect
+from queries.webhook_events import query_end_emit, query_event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +138,7 @@ def reuse_create(
         result = {}
     else:
         return None
-    return QueryRequest.objects.create(
+    created = QueryRequest.objects.create(
         customer=customer,
         body=body,
         fingerprint=query_spec.fingerprint,
@@ -143,11 +151,16 @@ def reuse_create(
         status=current["status"],
         **result,
     )
+    # In this transaction, as query_create does: state-checked, so one of the two records an event.
+    query_event_emit(query_id=created.pk, type="query.submitted")  # joined: Pending
+    query_end_emit(query_id=created.pk)  # Completed at once
+    return created
 
 
 def follower_settle(query: QueryRequest) -> bool:
     """A Pending reuse whose original has ended takes the same end; True when it changed. Its manifest is
-    written when it completes."""
+    written when it completes. The caller whose UPDATE changed it records its webhook event (once: a concurrent
+    settle changes nothing)."""
     if query.reused_from_id is None:
         return False
     original = QueryRequest.objects.filter(pk=query.reused_from_id).first()
@@ -174,7 +187,23 @@ def follower_settle(query: QueryRequest) -> bool:
             messages=[_gone_message(original)],
             finished_at=original.finished_at or timezone.now(),
         )
+    if changed and original.status in (QueryStatus.EXPIRED, QueryStatus.DELETED):
+        query_event_emit(query_id=query.pk, type="query.expired")
+    elif changed:
+        query_end_emit(query_id=query.pk)  # the same ending as its original's
     return bool(changed)
+
+
+def followers_of_settle(*, original_id: int) -> int:
+    """The Pending reuses following query `original_id`, which has just ended, take its end now (their webhook
+    events leave with the original's, not at the next read or beat tick); returns how many. Never raises: the
+    end of the run that calls it matters more (beat settles whatever this missed)."""
+    try:
+        followers = QueryRequest.objects.filter(reused_from_id=original_id, status=QueryStatus.PENDING)
+        return sum(follower_settle(query) for query in followers.only("pk", "reused_from_id"))
+    except Exception:
+        logger.exception("the reuses following query %s could not be settled", original_id)
+        return 0
 
 
 def followers_settle(*, customer: Customer | None = None) -> int:
@@ -221,10 +250,16 @@ def result_keys(query: QueryRequest) -> tuple[list[str], str]:
 
 
 def reuses_expire(*, original: QueryRequest) -> int:
-    """The Completed reuses of a result that was just deleted end Expired (their files went with it)."""
-    return QueryRequest.objects.filter(reused_from=original, status=QueryStatus.COMPLETED).update(
+    """The Completed reuses of a result that was just deleted end Expired (their files went with it), each
+    announced as `query.expired`."""
+    completed = QueryRequest.objects.filter(reused_from=original, status=QueryStatus.COMPLETED)
+    reuse_ids = list(completed.values_list("pk", flat=True))
+    expired = QueryRequest.objects.filter(pk__in=reuse_ids, status=QueryStatus.COMPLETED).update(
         status=QueryStatus.EXPIRED, messages=[_gone_message(original)]
     )
+    for reuse_id in reuse_ids:
+        query_event_emit(query_id=reuse_id, type="query.expired")  # if it did expire (state-checked)
+    return expired
 
 
 def _gone_message(original: QueryRequest) -> str:

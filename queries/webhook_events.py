@@ -2,11 +2,11 @@
 export object as GET /dwh/exports/{guid} shows it at that moment.
 
 The state machine calls `query_event_emit` / `query_end_emit` right after a change (queries.lifecycle,
-queries.services, queries.maintenance). Each records its event only if the query is in the state the event
-names, and at most once per query and type, so a call placed after a change that may not have happened (an
-UPDATE that matched nothing) is harmless. Endings no call announces (the reaper's: a dead run given up or
-canceled, an interrupted publication settled) are caught up by beat (`webhook_events_catch_up`), which also
-announces `query.expiring`, 24 h before retention deletes a result.
+queries.services, queries.maintenance, and queries.reuse for reused results). Each records its event only if
+the query is in the state the event names, and at most once per query and type, so a call placed after a change
+that may not have happened (an UPDATE that matched nothing) is harmless. Endings no call announces (the
+reaper's: a dead run given up or canceled, an interrupted publication settled) are caught up by beat
+(`webhook_events_catch_up`), which also announces `query.expiring`, 24 h before retention deletes a result.
 """
 
 from __future__ import annotations

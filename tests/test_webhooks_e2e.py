@@ -266,6 +266,43 @@ def test_a_customer_sees_changes_and_hears_only_its_own(
         assert {r.json()["data"]["id"] for r in theirs.requests} == {globex_query}
 
 
+def test_reused_results_are_announced_once_each(
+    service: Service, acme: str, receiver: Receiver, hook: Any
+) -> None:
+    secret = hook(acme, receiver)
+    original = _submit(service, acme, REQUEST_1)  # no worker yet: it stays queued
+    joined = _submit(service, acme, {**REQUEST_1, "max_age": 0})  # follows the queued run
+    service.worker_start()
+    try:
+        assert service.wait_terminal(original, acme)["status"] == "Completed"  # the follower is never read
+        reused = _submit(service, acme, {**REQUEST_1, "max_age": 3600})  # Completed at once
+        received = receiver.wait_answered(len(COMPLETED) + 2 + 1)
+        events = {guid: _events(service, guid) for guid in (original, joined, reused)}
+    finally:
+        service.workers_stop()
+    by_query: dict[str, list[Received]] = {}
+    for request in received:
+        by_query.setdefault(request.json()["data"]["id"], []).append(request)
+    assert set(by_query) == {original, joined, reused}
+    _assert_signed_sequence(by_query[original], secret, original, COMPLETED)
+    # No query.started: neither reuse runs. The joined one is announced when its run ends, unread.
+    _assert_signed_sequence(by_query[joined], secret, joined, ["query.submitted", "query.completed"])
+    _assert_signed_sequence(by_query[reused], secret, reused, ["query.completed"])
+    rows = by_query[original][-1].json()["data"]["rows"]
+    assert by_query[joined][-1].json()["data"]["rows"] == by_query[reused][0].json()["data"]["rows"] == rows
+    assert len(receiver.requests) == len(received)  # each once
+    assert {guid: [e["type"] for e in recorded] for guid, recorded in events.items()} == {
+        original: COMPLETED,
+        joined: ["query.submitted", "query.completed"],
+        reused: ["query.completed"],
+    }
+    # Read now: settling found nothing left to do, and recorded nothing more.
+    assert (
+        service.request("GET", f"/_rest/v4/dwh/Q/{joined}/status", key=acme).json()["status"] == "Completed"
+    )
+    assert [e["type"] for e in _events(service, joined)] == ["query.submitted", "query.completed"]
+
+
 def test_private_addresses_are_refused_when_set_and_at_delivery(
     service: Service, acme: str, receiver: Receiver, hook: Any
 ) -> None:

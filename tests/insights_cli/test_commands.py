@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from insights_cli import commands
 from insights_cli.commands import body_with_format, run
-from insights_cli.errors import EXIT_AUTH, EXIT_OK, EXIT_USAGE, CliError
+from insights_cli.errors import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
+from tests.insights_cli.test_client import client_for
 
 GUID = "e" * 32
 
@@ -109,3 +112,62 @@ def test_format_sets_the_bodys_output_format_and_keeps_its_other_output_keys() -
 def test_the_body_can_come_from_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"a": 1})))
     assert commands.body_read("-") == {"a": 1}
+
+
+class WaitingService:
+    """POST /dwh/Q?wait=N answers with the status the query has then; GET .../status answers `later` in turn."""
+
+    def __init__(self, posted: str, *later: str) -> None:
+        self.posted, self.later = posted, list(later)
+        self.requests: list[str] = []
+
+    def state(self, status: str) -> dict[str, object]:
+        failed = {"messages": ["The query returned empty values"]} if status == "Failed" else {}
+        return {"guid": GUID, "status": status, "progress": {"rows": 7, "bytes": 70}, **failed}
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
+        if request.method == "POST":
+            return httpx.Response(201, json={"id": GUID, "status": self.state(self.posted)})
+        return httpx.Response(200, json=self.state(self.later.pop(0)))
+
+
+@pytest.fixture()
+def waiting_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., WaitingService]:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "body.json").write_text(json.dumps({"data": {"CallEvent": {"fields": ["Ani"]}}}))
+
+    def serve(posted: str, *later: str) -> WaitingService:
+        service = WaitingService(posted, *later)
+        monkeypatch.setattr(commands.Options, "client", lambda options: client_for(service.handler))
+        return service
+
+    return serve
+
+
+def test_query_wait_takes_the_servers_wait_and_polls_no_more(
+    waiting_service: Callable[..., WaitingService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = waiting_service("Completed")
+    assert run(["--token", "k", "query", "body.json", "--wait"]) == EXIT_OK
+    assert capsys.readouterr().out == f"{GUID}\n"
+    assert service.requests == ["POST /_rest/v4/dwh/Q?wait=5"]
+
+
+def test_query_wait_polls_a_query_still_pending_and_exits_with_its_end(
+    waiting_service: Callable[..., WaitingService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = waiting_service("Pending", "Failed")
+    assert run(["--token", "k", "query", "body.json", "--wait"]) == EXIT_FAILED
+    captured = capsys.readouterr()
+    assert captured.out == f"{GUID}\n"
+    assert f"insights: query {GUID} Failed: The query returned empty values" in captured.err
+    assert service.requests == ["POST /_rest/v4/dwh/Q?wait=5", f"GET /_rest/v4/dwh/Q/{GUID}/status?"]
+
+
+def test_query_without_wait_does_not_wait(
+    waiting_service: Callable[..., WaitingService], capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = waiting_service("Pending")
+    assert run(["--token", "k", "query", "body.json"]) == EXIT_OK
+    assert capsys.readouterr().out == f"{GUID}\n" and service.requests == ["POST /_rest/v4/dwh/Q?"]

@@ -72,3 +72,71 @@ def test_how_a_query_ended_is_the_exit_code(status: str, code: int) -> None:
 def test_the_problem_is_told_in_the_services_words() -> None:
     state = _state("Failed", messages=["The query returned empty values"])
     assert state_problem(state) == f"query {GUID} Failed: The query returned empty values"
+
+
+# --- the POST's own wait (`?wait=N`) first, then polls only if the query is still Pending ------------------
+
+
+def _no_request(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"no request expected: {request.method} {request.url}")
+
+
+def test_a_query_that_ended_within_the_posts_wait_is_not_polled() -> None:
+    view = Recorder()
+    with client_for(_no_request) as client:
+        final = query_wait(client, GUID, view, sleep=lambda s: None, first=_state("Completed", 30))
+    assert final == _state("Completed", 30) and view.states == [final]
+
+
+def test_a_query_still_pending_after_the_posts_wait_is_polled_after_a_first_delay() -> None:
+    answers = iter([_state("Pending", 20), _state("Failed", 20)])
+    slept: list[float] = []
+    view = Recorder()
+    with client_for(lambda request: httpx.Response(200, json=next(answers))) as client:
+        final = query_wait(client, GUID, view, sleep=slept.append, first=_state("Pending", 10))
+    assert final["status"] == "Failed"
+    assert slept == pytest.approx([0.2, 0.3])  # no poll at once: the POST has just answered
+    assert [s["progress"]["rows"] for s in view.states] == [10, 20, 20]
+
+
+def _submitting(*answers: httpx.Response) -> tuple[list[httpx.Request], Any]:
+    requests: list[httpx.Request] = []
+    queue = iter(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return next(queue)
+
+    return requests, handler
+
+
+def test_submitting_with_the_servers_wait() -> None:
+    requests, handler = _submitting(httpx.Response(201, json={"id": GUID, "status": _state("Completed", 5)}))
+    with client_for(handler) as client:
+        assert client.query_submit({"data": {}}, wait=5) == (GUID, _state("Completed", 5))
+    (request,) = requests
+    assert (request.method, request.url.path, request.url.params["wait"]) == ("POST", "/_rest/v4/dwh/Q", "5")
+    assert request.extensions["timeout"]["read"] == pytest.approx(35.0)  # the wait, then the usual timeout
+
+
+def test_a_service_without_the_wait_answers_at_once_with_no_status() -> None:
+    _, handler = _submitting(httpx.Response(201, json={"id": GUID}))
+    with client_for(handler) as client:
+        assert client.query_submit({"data": {}}, wait=5) == (GUID, None)
+
+
+def test_a_service_with_a_shorter_wait_gets_the_query_without_it() -> None:
+    refused = {"code": 400, "message": "wait must be a number of seconds from 0 to 2."}
+    requests, handler = _submitting(httpx.Response(400, json=refused), httpx.Response(201, json={"id": GUID}))
+    with client_for(handler) as client:
+        assert client.query_submit({"data": {}}, wait=5) == (GUID, None)
+    assert [dict(r.url.params) for r in requests] == [{"wait": "5"}, {}]
+
+
+def test_a_refused_submission_keeps_the_services_words() -> None:
+    limit = {"code": 429, "message": "max concurrent queries per user (2) reached"}
+    requests, handler = _submitting(httpx.Response(429, json=limit, headers={"Retry-After": "3"}))
+    with pytest.raises(CliError) as raised, client_for(handler) as client:
+        client.query_submit({"data": {}}, wait=5)
+    assert raised.value.message == "max concurrent queries per user (2) reached (HTTP 429; retry after 3 s)"
+    assert raised.value.exit_code == 1 and len(requests) == 1  # not sent again

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from queries.models import QueryRequest, QueryStatus
+from queries.models import IdempotencyKey, QueryRequest, QueryStatus
 
 
 def _query(customer, **fields):
@@ -103,3 +103,57 @@ def test_results_are_deleted_with_their_files_never_as_bare_rows(
     assert query.status == QueryStatus.DELETED
     assert not any(path.exists() for path in files)
     assert f"Query {query.guid}: Deleted." in response.content.decode()
+
+
+def _reuse_of(original, **fields):
+    return _query(original.customer, reused_from=original, **fields)
+
+
+def test_a_reuse_links_its_original_and_the_original_its_reuses(admin_client, customer_factory):
+    original = _query(customer_factory("acme"), status=QueryStatus.COMPLETED)
+    reuse = _reuse_of(original, status=QueryStatus.COMPLETED)
+    page = admin_client.get(f"/admin/queries/queryrequest/{reuse.pk}/change/").content.decode()
+    assert (
+        f'<a href="/admin/queries/queryrequest/{original.pk}/change/">{original.guid}</a> (Completed)' in page
+    )
+    assert "Reused from" in page
+    page = admin_client.get(f"/admin/queries/queryrequest/{original.pk}/change/").content.decode()
+    assert f'<a href="/admin/queries/queryrequest/{reuse.pk}/change/">{reuse.guid}</a> (Completed)' in page
+
+
+def test_the_idempotency_key_is_shown(admin_client, customer_factory):
+    acme = customer_factory("acme")
+    keyed, plain = _query(acme), _query(acme)
+    IdempotencyKey.objects.create(
+        customer=acme, key="retry-7f3a<b>", request_fingerprint="r" * 64, query=keyed
+    )
+    page = admin_client.get(f"/admin/queries/queryrequest/{keyed.pk}/change/").content.decode()
+    assert "Idempotency-Key" in page and "<code>retry-7f3a&lt;b&gt;</code>" in page  # escaped
+    page = admin_client.get(f"/admin/queries/queryrequest/{plain.pk}/change/").content.decode()
+    assert "retry-7f3a" not in page
+
+
+def test_the_list_tells_reuses_apart(admin_client, customer_factory):
+    original = _query(customer_factory("acme"), status=QueryStatus.COMPLETED)
+    reuse = _reuse_of(original, status=QueryStatus.COMPLETED)
+    reused = admin_client.get("/admin/queries/queryrequest/?reuse=yes").content.decode()
+    assert reuse.guid in reused and original.guid not in reused
+    ran = admin_client.get("/admin/queries/queryrequest/?reuse=no").content.decode()
+    assert original.guid in ran and reuse.guid not in ran
+    everything = admin_client.get("/admin/queries/queryrequest/").content.decode()
+    assert (
+        "Reused another&#x27;s result" in everything
+        and '<td class="field-duration">reused</td>' in everything
+    )
+
+
+def test_the_live_view_counts_no_slot_for_a_joined_reuse(admin_client, customer_factory):
+    running = _query(customer_factory("acme", max_concurrent_queries=2), attempts=1)
+    QueryRequest.objects.filter(pk=running.pk).update(started_at=running.submitted_at)
+    follower = _reuse_of(running)
+    page = admin_client.get("/admin/queries/queryrequest/live/").content.decode()
+    assert "acme — 1 of 2 slots in use" in page
+    assert (
+        follower.guid in page
+        and f'following <a href="/admin/queries/queryrequest/{running.pk}/change/">' in page
+    )

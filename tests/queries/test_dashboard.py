@@ -144,3 +144,27 @@ def test_workers_ping_reports_a_broker_that_does_not_answer():
     assert answer.names == () and answer.error is not None
     assert answer.error.startswith("the broker did not answer (")
     assert time.monotonic() - started < 10
+
+
+def test_a_reuse_holds_no_slot_waits_for_no_worker_and_ran_nothing(admin_client, customer_factory, workers):
+    now = timezone.now()
+    acme = customer_factory("acme", max_concurrent_queries=2)
+    running = _query(acme, attempts=1, lease_expires_at=now + timedelta(seconds=30))
+    _query(acme, reused_from=running)  # joined the run: Pending, following it
+    done = _query(acme, status=QueryStatus.COMPLETED, started_at=now, finished_at=now + timedelta(seconds=4))
+    _query(  # a reuse of that result: its original's times, counted once
+        acme,
+        status=QueryStatus.COMPLETED,
+        started_at=now,
+        finished_at=now + timedelta(seconds=4),
+        reused_from=done,
+    )
+    _query(acme, status=QueryStatus.COMPLETED, started_at=now, finished_at=now + timedelta(seconds=10))
+    workers(NONE_ALIVE)
+    response = admin_client.get("/admin/")
+    dashboard = response.context["dashboard"]
+    assert [(r.key, r.in_use, r.running, r.queued) for r in dashboard.slots] == [("acme", 1, 1, 0)]
+    assert (dashboard.queued, dashboard.running) == (0, 1)
+    assert not any("queued" in warning for warning in dashboard.warnings)  # the follower waits for its run
+    assert dashboard.recent.by_status["Completed"] == 3 and dashboard.recent.completed_seconds_p50 == 7.0
+    assert "1 of 2" in response.content.decode()

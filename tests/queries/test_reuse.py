@@ -14,7 +14,10 @@ from django.utils import timezone
 from queries import maintenance, runner
 from queries.models import QueryRequest, QueryStatus
 from queries.reuse import followers_settle
+from queries.webhook_events import webhook_events_catch_up
 from tests.queries.clients import api_client
+from webhooks.models import WebhookEvent
+from webhooks.services import webhook_put
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,10 +150,24 @@ def test_a_follower_ends_as_its_run_ends_also_unread(acme, demo_warehouse, local
     client = api_client(acme)
     original = QueryRequest.objects.get(guid=_post(client, NO_ROWS).json()["id"])
     follower = QueryRequest.objects.get(guid=_post(client, NO_ROWS, max_age=600).json()["id"])
-    runner.query_run(query_id=original.pk)  # no rows: Failed
-    assert followers_settle() == 1  # the beat task's work
+    runner.query_run(query_id=original.pk)  # no rows: Failed, and its followers with it
     follower.refresh_from_db()
     assert (follower.status, follower.messages) == (QueryStatus.FAILED, ["The query returned empty values"])
+    assert followers_settle() == 0  # nothing left for beat
+
+
+def test_beat_settles_a_follower_of_an_end_no_hook_saw(acme, sent_tasks):
+    client = api_client(acme)
+    original = QueryRequest.objects.get(guid=_post(client, NO_ROWS).json()["id"])
+    follower = QueryRequest.objects.get(guid=_post(client, NO_ROWS, max_age=600).json()["id"])
+    # The reaper gives a dead run up with one UPDATE of its own (queries.lifecycle.leases_expired_spent).
+    QueryRequest.objects.filter(pk=original.pk).update(
+        status=QueryStatus.FAILED, messages=["given up"], finished_at=timezone.now()
+    )
+    assert followers_settle() == 1  # the beat task's work
+    assert followers_settle() == 0
+    follower.refresh_from_db()
+    assert (follower.status, follower.messages) == (QueryStatus.FAILED, ["given up"])
 
 
 def test_canceling_a_follower_leaves_its_run_alone(acme, demo_warehouse, sent_tasks):
@@ -209,6 +226,106 @@ def test_max_age_in_the_url_must_be_whole_seconds(acme, sent_tasks, value):
         f"/_rest/v4/dwh/Q?max_age={value}", data=json.dumps(CALLS), content_type="application/json"
     )
     assert response.status_code == 400 and response.json()["code"] == 400
+
+
+# --- webhooks: a reuse is announced as any query is, each event once ---------------------------------------
+
+
+@pytest.fixture()
+def hooked(acme, settings):
+    """acme's webhook, taking every event (a loopback URL: recorded events are checked, not their delivery,
+    which tests/test_webhooks_e2e.py checks with a real receiver)."""
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    webhook_put(customer=acme, url="http://127.0.0.1:9/hooks")
+    return acme
+
+
+def _announced(guid: str) -> list[tuple[str, int, str]]:
+    """The query's events: type, sequence, and the status its export object had."""
+    events = WebhookEvent.objects.filter(subject=guid).order_by("sequence")
+    return [(e.type, e.sequence, json.loads(e.body)["data"]["status"]) for e in events]
+
+
+def _reads(client, guid: str) -> None:
+    """Every way a customer reads a query: each settles a follower whose run ended."""
+    client.get(f"/_rest/v4/dwh/Q/{guid}/status")
+    client.get(f"/_rest/v4/dwh/exports/{guid}")
+    client.get("/_rest/v4/dwh/exports")
+
+
+def test_a_reused_result_announces_query_completed_once(hooked, ran, sent_tasks):
+    client = api_client(hooked)
+    guid = _post(client, SAME_CALLS, max_age=600).json()["id"]
+    assert _announced(guid) == [("query.completed", 1, "Completed")]  # never Pending, never run: no more
+    body = json.loads(WebhookEvent.objects.get(subject=guid).body)
+    assert body["data"] == client.get(f"/_rest/v4/dwh/exports/{guid}").json() | {
+        "download_link": body["data"]["download_link"]
+    }
+    assert body["data"]["id"] == guid and body["data"]["rows"] == ran.row_count
+    assert ("webhooks.deliver", (WebhookEvent.objects.get(subject=guid).pk,), None) in sent_tasks
+    _reads(client, guid)
+    webhook_events_catch_up()  # beat finds nothing missing
+    assert _announced(guid) == [("query.completed", 1, "Completed")]
+
+
+def test_a_joined_run_announces_its_follower_when_it_ends_unread(
+    hooked, demo_warehouse, local_exports, sent_tasks
+):
+    client = api_client(hooked)
+    original = _post(client, CALLS).json()["id"]
+    follower = _post(client, SAME_CALLS, max_age=0).json()["id"]
+    assert _announced(follower) == [("query.submitted", 1, "Pending")]
+    _reads(client, follower)  # still Pending: nothing more
+    assert _announced(follower) == [("query.submitted", 1, "Pending")]
+    runner.query_run(query_id=QueryRequest.objects.get(guid=original).pk)
+    # Nobody read it: the run's end settled it and recorded its event.
+    assert _announced(follower) == [("query.submitted", 1, "Pending"), ("query.completed", 2, "Completed")]
+    assert [t for t, *_ in _announced(original)] == ["query.submitted", "query.started", "query.completed"]
+    _reads(client, follower)
+    assert followers_settle() == 0
+    webhook_events_catch_up()
+    assert _announced(follower) == [("query.submitted", 1, "Pending"), ("query.completed", 2, "Completed")]
+    completed = json.loads(WebhookEvent.objects.get(subject=follower, type="query.completed").body)["data"]
+    assert completed["rows"] == QueryRequest.objects.get(guid=original).row_count
+
+
+def test_a_follower_settled_by_a_read_is_announced_once(hooked, sent_tasks):
+    client = api_client(hooked)
+    original = QueryRequest.objects.get(guid=_post(client, NO_ROWS).json()["id"])
+    follower = _post(client, NO_ROWS, max_age=600).json()["id"]
+    QueryRequest.objects.filter(pk=original.pk).update(  # an end no hook saw (the reaper's)
+        status=QueryStatus.CANCELED, messages=["stopped"], finished_at=timezone.now()
+    )
+    assert client.get(f"/_rest/v4/dwh/Q/{follower}/status").json()["status"] == "Canceled"
+    _reads(client, follower)
+    assert followers_settle() == 0
+    webhook_events_catch_up()
+    assert _announced(follower) == [("query.submitted", 1, "Pending"), ("query.canceled", 2, "Canceled")]
+
+
+def test_a_follower_of_a_canceled_run_is_announced_canceled(hooked, sent_tasks):
+    client = api_client(hooked)
+    original = _post(client, CALLS).json()["id"]
+    follower = _post(client, CALLS, max_age=600).json()["id"]
+    assert client.delete(f"/_rest/v4/dwh/Q/{original}").status_code == 202  # queued: Canceled at once
+    assert QueryRequest.objects.get(guid=follower).status == QueryStatus.CANCELED  # unread
+    assert _announced(follower) == [("query.submitted", 1, "Pending"), ("query.canceled", 2, "Canceled")]
+
+
+def test_a_reuse_expired_by_its_originals_delete_is_announced(hooked, ran, sent_tasks):
+    client = api_client(hooked)
+    guid = _post(client, CALLS, max_age=600).json()["id"]
+    assert client.delete(f"/_rest/v4/dwh/exports/{ran.guid}").status_code == 200
+    _reads(client, guid)
+    assert _announced(guid) == [("query.completed", 1, "Completed"), ("query.expired", 2, "Expired")]
+
+
+def test_reuse_events_never_reach_another_customer(hooked, ran, customer_factory, sent_tasks):
+    other = customer_factory("acme2", max_concurrent_queries=9)
+    guid = _post(api_client(hooked), CALLS, max_age=600).json()["id"]
+    theirs = _post(api_client(other), CALLS, max_age=600).json()["id"]  # no webhook: nothing recorded
+    assert set(WebhookEvent.objects.values_list("customer_id", flat=True)) == {hooked.pk}
+    assert _announced(theirs) == [] and _announced(guid)
 
 
 # --- ?wait=N -----------------------------------------------------------------------------------------------
