@@ -33,7 +33,11 @@ def test_redis_restarted_empty_mid_run_loses_no_query(harness: Harness) -> None:
     reaper's next tick: it sees its mark in the broker gone, so it does not wait QUERY_REQUEUE_AFTER_SECONDS
     (left at its default, 300 s, here)."""
     key = harness.customer(max_concurrent=4)
-    harness.service.worker_start(concurrency=1)
+    # The running query pauses 5 s once its files are placed (a failpoint), so it still holds the only worker
+    # process while the three are queued and Redis goes, however fast its export is.
+    harness.service.worker_start(
+        concurrency=1, extra_env={"INSIGHTS_FAILPOINTS": "publish.committed=pause:5"}
+    )
     with SlotWatch(harness.database_url) as slots:
         running = harness.submit(key)
         harness.wait_mid_export(running, key)
