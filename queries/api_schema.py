@@ -164,6 +164,12 @@ RANGE = OpenApiParameter(
     description="One byte range, `bytes=<first>-[<last>]` or `bytes=-<suffix>`; anything else is ignored "
     "and the whole part is sent.",
 )
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    {"type": "string"},
+    OpenApiParameter.HEADER,
+    description="The part's ETag from an earlier download (or `*`): 304 Not Modified, no body, when it matches.",
+)
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,7 @@ class QueryDownloadApi(QueryApiBase):
         parameters=[
             doc.GUID,
             doc.RANGE,
+            doc.IF_NONE_MATCH,
             *doc.secured_headers(
                 *(header.parameter(200, 206) for header in doc.FILE_HEADERS),
                 doc.CONTENT_RANGE.parameter(206, 416),
@@ -299,6 +300,9 @@ class QueryDownloadApi(QueryApiBase):
                     )
                 },
                 303: OpenApiResponse(description="The result is on S3: fetch it from Location (presigned)."),
+                304: OpenApiResponse(
+                    description="If-None-Match names the part's ETag: the copy held is current."
+                ),
                 404: OpenApiResponse(doc.DownloadNotFound, "An unknown guid, or no such part."),
                 409: doc.error("The query has no result to download (not Completed)."),
                 410: doc.error("The result's files were deleted (retention) after the query completed."),
@@ -318,6 +322,8 @@ class QueryDownloadApi(QueryApiBase):
                 f"Query {query.guid} has {len(query.files)} part(s); part {part} does not exist."
             )
         entry = query.files[part]
+        if _etag_matches(request.headers.get("If-None-Match"), entry):
+            return _not_modified(query, entry)
         storage = query_storage(query)
         try:
             url = storage.presigned_url(entry["path"], settings.PRESIGNED_URL_SECONDS)
@@ -339,6 +345,23 @@ class QueryPartNameApi(QueryApiBase):
         # Another customer's guid: the usual 404.
         query = query_get(customer=self.customer(request), guid=guid)
         raise PartNotFound(f"Query {query.guid} has no part {part!r}: parts are numbered from 0.")
+
+
+def _etag_matches(header: str | None, entry: dict[str, Any]) -> bool:
+    """Whether If-None-Match names the part's ETag (a part's bytes never change: its ETag is its sha256)."""
+    if not header:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or f'"{entry["sha256"]}"' in tags
+
+
+def _not_modified(query: QueryRequest, entry: dict[str, Any]) -> HttpResponse:
+    response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+    del response["Content-Type"]  # no body
+    headers = _file_headers(query, entry)
+    for key in ("ETag", "Last-Modified"):
+        response[key] = headers[key]
+    return response
 
 
 def _stream(

@@ -143,6 +143,13 @@ def test_downloads_ranges_missing_parts_and_expired_results(customer_factory, co
     whole = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download").getvalue()
     ranged = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/0", HTTP_RANGE="bytes=2-5")
     assert ranged.status_code == 206 and ranged.getvalue() == whole[2:6]
+    etag = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/0")["ETag"]
+    for held in (etag, f'W/{etag}, "other"', "*"):  # the copy held is current: 304, no body
+        unchanged = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/0", HTTP_IF_NONE_MATCH=held)
+        assert (unchanged.status_code, unchanged.content, unchanged["ETag"]) == (304, b"", etag)
+        assert "Content-Type" not in unchanged
+    changed = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/0", HTTP_IF_NONE_MATCH='"other"')
+    assert changed.status_code == 200 and changed.getvalue() == whole
     missing = client.get(f"/_rest/v4/dwh/Q/{done.guid}/download/3")
     assert missing.status_code == 404 and missing.json()["message"].endswith("part 3 does not exist.")
     for name in ("abc", "-1"):  # not a part number: the envelope naming it, as for a part that does not exist
