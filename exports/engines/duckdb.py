@@ -101,6 +101,7 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         if temp_directory:
             self.config["temp_directory"] = temp_directory
         self._events_rows: tuple[duckdb.DuckDBPyConnection, int] | None = None  # (counted on, rows)
+        self._counts_ready: tuple[duckdb.DuckDBPyConnection, bool] | None = None  # (asked on, answer)
 
     @classmethod
     def from_url(
@@ -319,6 +320,11 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         return staged.num_rows
 
     def event_counts_ready(self) -> bool:
+        """Asked once per connection when the file is open read-only (no process can write it meanwhile: a warm
+        engine answers a dry run without the two catalog reads), at every call otherwise."""
+        conn = self._connection()
+        if self.read_only and self._counts_ready is not None and self._counts_ready[0] is conn:
+            return self._counts_ready[1]
         # duckdb_tables(): a third of information_schema's time, which matters on a dry run's path.
         tables = Statement(
             sql="SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database()"
@@ -327,7 +333,9 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             columns=(Column("n", ColumnType.INTEGER),),
             dialect=self.dialect.name,
         )
-        return event_counts_ready_on(self, tables)
+        ready = event_counts_ready_on(self, tables)
+        self._counts_ready = (conn, ready)
+        return ready
 
     def _require_writable(self) -> None:
         if self.read_only:

@@ -217,3 +217,29 @@ def test_a_read_only_engine_sees_the_counts_ready(url: str) -> None:
         assert reader.event_counts_ready()
     finally:
         reader.close()
+
+
+def test_a_read_only_duckdb_engine_asks_once_per_connection(tmp_path: Path) -> None:
+    """Nothing can write a DuckDB file a process holds open: the answer holds for the connection's life, and a
+    new connection (after a loader changed the file) asks again."""
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    writer = engine_from_url(url, read_only=False)
+    writer.ensure_schema(COLUMNS)
+    writer.close()
+    reader = engine_from_url(url)
+    statements: list[str] = []
+    real = reader.execute
+
+    def execute(statement, **kwargs):
+        statements.append(statement.sql)
+        return real(statement, **kwargs)
+
+    reader.execute = execute  # type: ignore[method-assign]
+    try:
+        assert reader.event_counts_ready() and reader.event_counts_ready()
+        assert len(statements) == 2  # the two catalog reads, once
+        reader.close()
+        _sql(url, f'UPDATE "{STATE_TABLE}" SET "complete" = FALSE')
+        assert not reader.event_counts_ready()  # a new connection: asked again
+    finally:
+        reader.close()
