@@ -171,7 +171,8 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
 
     def __init__(self) -> None:
         self._conn: ConnectionT | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _conn, held only to read or swap it
+        self._opening = threading.Lock()  # one opening at a time; close() never waits for it
         self._canceled = threading.Event()  # this statement's cancel (cleared when it ends)
         self._ever_canceled = False  # any cancel in the engine's life: not to be reused
 
@@ -187,12 +188,15 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
         """Stop the statement running on `conn`, best effort."""
 
     def _connection(self) -> ConnectionT:
-        with self._lock:
-            if self._conn is not None and not self._usable(self._conn):
+        with self._opening:
+            with self._lock:
+                if self._conn is not None and self._usable(self._conn):
+                    return self._conn
                 self._conn = None
-            if self._conn is None:
-                self._conn = self._connect()
-            return self._conn
+            conn = self._connect()  # may take long (a slow server): close() must not wait for it
+            with self._lock:
+                self._conn = conn
+            return conn
 
     def close(self) -> None:
         with self._lock:
