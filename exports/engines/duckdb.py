@@ -100,8 +100,10 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             self.config["memory_limit"] = memory_limit
         if temp_directory:
             self.config["temp_directory"] = temp_directory
-        self._events_rows: tuple[duckdb.DuckDBPyConnection, int] | None = None  # (counted on, rows)
-        self._counts_ready: tuple[duckdb.DuckDBPyConnection, bool] | None = None  # (asked on, answer)
+        # What a read-only connection learns once and keeps (no process can write the file while it is open);
+        # forgotten whenever a connection is opened.
+        self._events_rows: int | None = None
+        self._counts_ready: bool | None = None
 
     @classmethod
     def from_url(
@@ -120,6 +122,7 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
     # -- connection ------------------------------------------------------------------------------------------
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        self._events_rows = self._counts_ready = None
         if not self.read_only and self.path != MEMORY:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -243,13 +246,13 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
         if not self.read_only:
             return None
         conn = self._connection()
-        if self._events_rows is None or self._events_rows[0] is not conn:
+        if self._events_rows is None:
             try:
                 counted = conn.execute(f"SELECT count(*) FROM {quote_identifier(EVENTS_TABLE)}").fetchall()
             except duckdb.Error as exc:
                 raise _warehouse_error(exc) from exc
-            self._events_rows = (conn, int(counted[0][0]))
-        return self._events_rows[1]
+            self._events_rows = int(counted[0][0])
+        return self._events_rows
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -322,9 +325,9 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
     def event_counts_ready(self) -> bool:
         """Asked once per connection when the file is open read-only (no process can write it meanwhile: a warm
         engine answers a dry run without the two catalog reads), at every call otherwise."""
-        conn = self._connection()
-        if self.read_only and self._counts_ready is not None and self._counts_ready[0] is conn:
-            return self._counts_ready[1]
+        self._connection()  # opening a connection forgets the last one's answer
+        if self.read_only and self._counts_ready is not None:
+            return self._counts_ready
         # duckdb_tables(): a third of information_schema's time, which matters on a dry run's path.
         tables = Statement(
             sql="SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = current_database()"
@@ -334,7 +337,7 @@ class DuckDBEngine(SessionEngine[duckdb.DuckDBPyConnection]):
             dialect=self.dialect.name,
         )
         ready = event_counts_ready_on(self, tables)
-        self._counts_ready = (conn, ready)
+        self._counts_ready = ready
         return ready
 
     def _require_writable(self) -> None:
