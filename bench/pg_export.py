@@ -29,27 +29,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pyarrow as pa
 
+from bench.demo_rows import CUSTOMER, demo_rows, query_body
 from bench.report import Report
 from exports.engines.base import Statement
 from exports.engines.postgres import POSTGRES, PostgresEngine
 from exports.schema import arrow_schema
 from queries.catalog import catalog
 from queries.compiler import query_compile
-from queries.ingest import DEFAULT_START, demo_batches
 from queries.validation import query_validate
 
 GOAL = 1.3
-CUSTOMER = "acme"
-DAYS = 29  # the demo rows' span; the query's window is a day longer (a session may end after its last day)
 DEFAULT_ROWS = 1_000_000
 DEFAULT_REPEATS = 3
-ROWS_PER_SESSION = 3  # demo sessions hold ~3.4 rows: this many sessions per wanted row / 3 is enough
 MODES = ("copy_csv", "engine", "psycopg_rows")
 NAMES = {  # figure names
     "copy_csv": "postgres_copy_csv",
@@ -65,39 +61,16 @@ class Run:
     rows: int
 
 
-def query_body() -> dict[str, Any]:
-    """Every event, each with all of its fields, over the days the demo rows span."""
-    end = DEFAULT_START + timedelta(days=DAYS + 1)
-    return {
-        "timestamp": {
-            "$gte": f"{DEFAULT_START.isoformat()}T00:00:00Z",
-            "$lt": f"{end.isoformat()}T00:00:00Z",
-        },
-        "data": {name: {"fields": list(event.fields)} for name, event in catalog().events.items()},
-    }
-
-
 def warehouse_load(url: str, rows: int) -> int:
     """Exactly `rows` demo rows of CUSTOMER into the database at `url`, through the engine; then VACUUM ANALYZE."""
     engine = PostgresEngine(url, read_only=False)
     loaded = 0
     try:
         engine.ensure_schema(catalog().warehouse_columns())
-        batches = demo_batches(
-            customers=[CUSTOMER],
-            sessions=rows // ROWS_PER_SESSION + 1,
-            seed=15,
-            days=DAYS,
-            chunk_sessions=100_000,
-        )
-        for table in batches:
-            if loaded >= rows:
-                break
-            loaded += engine.load(table.slice(0, rows - loaded))
+        for table in demo_rows(rows):
+            loaded += engine.load(table)
     finally:
         engine.close()
-    if loaded != rows:
-        raise RuntimeError(f"the demo generator gave {loaded} rows, not {rows}")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) events")
     return loaded

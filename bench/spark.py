@@ -38,11 +38,10 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bench import memory_probe
+from bench.demo_rows import CUSTOMER, demo_rows, query_body
 from bench.paired import process_cpu
 from bench.report import Report
 from exports.engines import engine_from_url
@@ -50,14 +49,10 @@ from exports.engines.base import Statement, WarehouseEngine
 from exports.engines.spark import SparkEngine
 from queries.catalog import catalog
 from queries.compiler import query_compile
-from queries.ingest import DEFAULT_START, demo_batches
 from queries.validation import query_validate
 
-CUSTOMER = "acme"
-DAYS = 29  # the demo rows' span; the query's window is a day longer (a session may end after its last day)
 DEFAULT_ROWS = 1_000_000
 DEFAULT_REPEATS = 2
-ROWS_PER_SESSION = 3  # demo sessions hold ~3.4 rows: this many sessions per wanted row / 3 is enough
 MODES = ("duckdb_worker", "postgres_worker", "spark_worker", "spark_write_csv_gzip")
 NAMES = {  # figure names
     "duckdb_worker": "duckdb_worker_path",
@@ -96,47 +91,21 @@ class Warehouses:
         return str(getattr(self, engine))
 
 
-def query_body() -> dict[str, Any]:
-    """Every event, each with all of its fields, over the days the demo rows span."""
-    end = DEFAULT_START + timedelta(days=DAYS + 1)
-    return {
-        "timestamp": {
-            "$gte": f"{DEFAULT_START.isoformat()}T00:00:00Z",
-            "$lt": f"{end.isoformat()}T00:00:00Z",
-        },
-        "data": {name: {"fields": list(event.fields)} for name, event in catalog().events.items()},
-    }
-
-
 def warehouses_load(places: Warehouses, rows: int, report: Report) -> None:
     """Exactly `rows` demo rows of CUSTOMER into each warehouse, through each engine's `load`."""
     engines = {name: _open(places, name, read_only=False) for name in ("duckdb", "postgres", "spark")}
     seconds = dict.fromkeys(engines, 0.0)
-    loaded = 0
     try:
         for engine in engines.values():
             engine.ensure_schema(catalog().warehouse_columns())
-        tables = demo_batches(
-            customers=[CUSTOMER],
-            sessions=rows // ROWS_PER_SESSION + 1,
-            seed=15,
-            days=DAYS,
-            chunk_sessions=100_000,
-        )
-        for table in tables:
-            if loaded >= rows:
-                break
-            chunk = table.slice(0, rows - loaded)
+        for table in demo_rows(rows):
             for name, engine in engines.items():
                 started = time.perf_counter()
-                engine.load(chunk)
+                engine.load(table)
                 seconds[name] += time.perf_counter() - started
-            loaded += chunk.num_rows
     finally:
         for engine in engines.values():
             engine.close()
-    if loaded != rows:
-        raise RuntimeError(f"the demo generator gave {loaded} rows, not {rows}")
     for name, spent in seconds.items():
         report.add(f"spark_load_seconds[{name}]", spent, "s")
 
