@@ -6,6 +6,7 @@ An empty variable counts as unset (its default applies), as `VAR=` in a sourced 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -55,3 +56,16 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or not raw.strip():
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def public_url(raw: str) -> str:
+    """INSIGHTS_PUBLIC_URL checked: "" (unset), or an http(s) URL with a host, no query or fragment; returned
+    without its trailing slash, so that an API path can follow it."""
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"INSIGHTS_PUBLIC_URL must be an http(s) URL with a host, such as https://insights.example.com, not {raw!r}"
+        )
+    return raw.rstrip("/")

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from insights.env import env_bool, env_int, env_list, env_str
+from insights.env import env_bool, env_int, env_list, env_str, public_url
 from insights.failpoints import failpoints_parse
 from insights.logs import log_format_parse, log_level_parse, logging_config
 
@@ -20,6 +20,10 @@ PRODUCTION = env_bool("INSIGHTS_PRODUCTION", False)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", None if PRODUCTION else "insecure-development-key-do-not-deploy")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["*"])
+# The service's address as customers reach it (https://insights.example.com, or with a path prefix behind a proxy):
+# links written outside a request (webhook events, the admin's export object) are absolute with it. Unset: those
+# links are the API's path, and the receiver knows the host.
+PUBLIC_URL = public_url(env_str("INSIGHTS_PUBLIC_URL", ""))
 
 INSTALLED_APPS = [
     "queries.admin_apps.InsightsAdminConfig",  # django.contrib.admin, with the Insights site

@@ -298,7 +298,9 @@ class ExportSerializer(serializers.Serializer):
     def get_download_link(self, query: QueryRequest) -> str:
         path = reverse("export-detail", kwargs={"guid": query.guid}) + "?redirect=true"
         request = self.context.get("request")
-        return request.build_absolute_uri(path) if request is not None else path
+        if request is not None:
+            return request.build_absolute_uri(path)
+        return settings.PUBLIC_URL + path  # a webhook event's, the admin's: absolute when the address is set
 
     @extend_schema_field(
         {"type": "boolean", "description": "Completed, and its files are there to download."}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from insights.env import env_int
+from insights.env import env_int, public_url
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, 1), ("", 1), ("0", 0), ("3", 3)])
@@ -42,3 +42,25 @@ def test_an_empty_variable_means_its_default(monkeypatch):
     assert env_list("DJANGO_ALLOWED_HOSTS", ["*"]) == ["*"]
     with pytest.raises(ImproperlyConfigured, match="DATABASE_URL must be set"):
         env_str("DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", ""),
+        ("https://insights.example.com", "https://insights.example.com"),
+        ("https://insights.example.com/", "https://insights.example.com"),
+        ("http://10.0.0.5:8000/insights/", "http://10.0.0.5:8000/insights"),
+    ],
+)
+def test_public_url_is_kept_without_its_trailing_slash(raw, expected):
+    assert public_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["insights.example.com", "ftp://insights.example.com", "https://", "https://h/?a=1", "https://h/#x"],
+)
+def test_a_public_url_that_cannot_prefix_a_path_stops_start_up(raw):
+    with pytest.raises(ImproperlyConfigured, match="INSIGHTS_PUBLIC_URL must be an http"):
+        public_url(raw)

@@ -59,6 +59,22 @@ def test_a_post_records_query_submitted_with_the_export_object(
     assert body["data"]["status"] == "Pending" and body["data"]["events"] == ["ApplicationExitEvent"]
     assert [name for name, *_ in sent_tasks] == ["webhooks.deliver", "queries.run"]
 
+    assert body["data"]["download_link"] == f"/_rest/v4/dwh/exports/{query.guid}?redirect=true"
+
+
+def test_events_link_to_the_export_absolutely_when_the_public_url_is_set(
+    acme, settings, sent_tasks, django_capture_on_commit_callbacks
+):
+    settings.PUBLIC_URL = "https://insights.example.com/base"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client(acme).post("/_rest/v4/dwh/Q", QUERY, format="json")
+    (event,) = WebhookEvent.objects.all()
+    link = json.loads(event.body)["data"]["download_link"]
+    assert (
+        link
+        == f"https://insights.example.com/base/_rest/v4/dwh/exports/{response.json()['id']}?redirect=true"
+    )
+
 
 def test_no_webhook_no_event(customer_factory, sent_tasks):
     query = _pending(customer_factory("globex"))
