@@ -23,7 +23,9 @@ class LimitedJSONParser(parsers.JSONParser):
         if len(raw) > limit:
             raise BodyTooLarge()
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+            return json.loads(
+                raw.decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=_unique_keys
+            )
         except (ValueError, UnicodeDecodeError) as error:
             raise exceptions.ParseError(f"JSON parse error - {error}") from None
         except RecursionError:  # e.g. thousands of nested brackets: no query is shaped like that
@@ -32,3 +34,14 @@ class LimitedJSONParser(parsers.JSONParser):
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are distinct: `{"$gte": a, "$gte": b}` is ambiguous, and JSON parsers disagree on
+    which one wins, so it is refused rather than read as the last."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"the key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj

@@ -48,6 +48,25 @@ def test_malformed_json_is_a_400_in_the_envelope(db, customer_factory):
     assert wrong_type.status_code == 415 and wrong_type.json()["code"] == 415
 
 
+def test_a_key_given_twice_in_one_object_is_a_400_naming_it(db, customer_factory, sent_tasks):
+    _, key = api_key_create(customer=customer_factory("acme"), name="t")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    body = (
+        '{"timestamp": {"$gte": "2019-11-25T00:00:00Z", "$gte": "2019-11-24T00:00:00Z",'
+        ' "$lte": "2019-11-26T00:00:00Z"}, "data": {"CallEvent": {"fields": ["Ani"]}}}'
+    )
+    response = client.post("/_rest/v4/dwh/Q", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 400,
+        "message": "JSON parse error - the key '$gte' appears twice in one object",
+    }
+    same_key_elsewhere = body.replace('"$gte": "2019-11-24T00:00:00Z", ', "")
+    accepted = client.post("/_rest/v4/dwh/Q", data=same_key_elsewhere, content_type="application/json")
+    assert accepted.status_code == 201, accepted.json()
+
+
 def test_password_guessing_is_throttled_before_the_password_is_checked(db, settings, django_user_model):
     from django.contrib.auth.models import Permission
 
