@@ -58,7 +58,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
-	$(PY) manage.py seed_demo --customers 3 --sessions 2000 --seed 1
+	$(PY) manage.py seed_demo --customers 3 --sessions 3000 --seed 1
 
 run: migrate
 	$(PY) -m insights.devserver

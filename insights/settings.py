@@ -278,7 +278,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Insights API",
     "DESCRIPTION": (
-        "Asynchronous queries over call, message and flow events; results as gzipped CSV.\n\n"
+        "Asynchronous queries over call, message and flow events; results as files (CSV, gzipped by default; "
+        "xlsx, Parquet, NDJSON) on SFTP, S3 or this server.\n\n"
         "Every call but `POST /_rest/v4/authenticate` needs `Authorization: Bearer <API key or token>`. Errors are "
         '`{"code": <status>, "message": <string or object>}`, except 401 (`{"code": 401, "error": '
         '"Unauthorized"}`) and an unknown guid (404, `[{"message": ..., "code": 404}]`). A method a path does not '
