@@ -2,7 +2,8 @@
 only. Loopback, private, link-local, shared (CGNAT), multicast, reserved and cloud-metadata addresses are refused
 unless WEBHOOK_ALLOW_PRIVATE=1, so a customer cannot make the service POST into its own network (SSRF).
 
-The URL is checked when it is set and again at every delivery, on the addresses its host resolves to then; the
+The URL is checked when it is set (a host that does not resolve yet is taken: it points nowhere, so nowhere inside
+the network) and again at every delivery, on the addresses its host resolves to then; the
 delivery connects to the address it checked (webhooks.transport), so a host that resolves to a public address for
 the check and to a private one a moment later (DNS rebinding) reaches nothing it should not.
 """
@@ -48,7 +49,10 @@ def target_parse(url: str, *, https_only: bool) -> Target:
         raise UrlRefused(f"The URL is longer than {URL_MAX_LENGTH} characters.")
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in url):
         raise UrlRefused("The URL must not contain spaces or control characters.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)  # a bracketed host that is no IPv6 address ("https://[::1/") is a ValueError
+    except ValueError:
+        raise UrlRefused("The URL's host or port is not valid.") from None
     scheme = parts.scheme.lower()
     if https_only and scheme != "https":
         raise UrlRefused("Enter an https URL: plain http is refused in production.")
@@ -128,3 +132,14 @@ def url_check(url: str) -> tuple[Target, list[IPAddress]]:
     WEBHOOK_ALLOW_PRIVATE: any address)."""
     target = target_parse(url, https_only=settings.PRODUCTION)
     return target, target_addresses(target, allow_private=settings.WEBHOOK_ALLOW_PRIVATE)
+
+
+def url_settable(url: str) -> None:
+    """Whether `url` may be set as a webhook now: url_check's refusals, except a host that does not resolve (yet,
+    or not from here). Nothing is sent until a delivery resolves it to allowed addresses; until then each
+    delivery is retried (webhooks.delivery)."""
+    try:
+        url_check(url)
+    except UrlRefused as refused:
+        if not refused.retryable:
+            raise

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from webhooks.addresses import url_check
+from webhooks.addresses import url_settable
 from webhooks.delivery import event_redeliver
 from webhooks.errors import UrlRefused
 from webhooks.models import DeliveryAttempt, EventType, Webhook, WebhookEvent
@@ -30,7 +30,7 @@ class WebhookForm(forms.ModelForm):
     def clean_url(self) -> str:
         url = str(self.cleaned_data["url"])
         try:
-            url_check(url)
+            url_settable(url)
         except UrlRefused as refused:
             raise forms.ValidationError(refused.reason) from None
         return url

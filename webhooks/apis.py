@@ -56,9 +56,10 @@ class WebhookApi(APIView):
                 200: WebhookSecretSerializer,
                 201: WebhookSecretSerializer,
                 400: doc.error(
-                    "The body is not JSON or not an object; the URL is not http(s) (https in production), has "
-                    "no host, does not resolve or resolves to a loopback, private, link-local or metadata "
-                    "address; an event type is unknown or named twice."
+                    "The body is not JSON or not an object, or has a key other than url and events; the URL is "
+                    "not http(s) (https in production), has no host, or resolves to a loopback, private, "
+                    "link-local or metadata address; an event type is unknown or named twice. (A host that does "
+                    "not resolve yet is taken: each delivery resolves it again.)"
                 ),
                 413: doc.error("The body is larger than the limit (API_MAX_BODY_BYTES)."),
                 415: doc.error("The body is not application/json."),

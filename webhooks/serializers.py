@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
@@ -58,6 +59,25 @@ class WebhookInputSerializer(serializers.Serializer):
         help_text="An https URL (http too, outside production) whose host resolves to public addresses only.",
     )
     events = EventTypesField(min_length=1, required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A key it does not know is refused rather than ignored: `"event": [...]` would take every type.
+        if isinstance(data, dict):
+            unknown = [key for key in data if key not in self.fields]
+            if unknown:
+                hint = f"This is not a webhook field; the fields are {', '.join(self.fields)}."
+                raise serializers.ValidationError({str(key): [hint] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class WebhookInputSchema(OpenApiSerializerExtension):
+    """WebhookSettings as drf-spectacular maps it, closed: the service refuses a key it does not know."""
+
+    target_class = WebhookInputSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = auto_schema._map_basic_serializer(self.target, direction)
+        return {**schema, "additionalProperties": False}
 
 
 @extend_schema_serializer(component_name="Webhook")

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from insights.models import Customer
 from insights.secrets import secrets_encrypt
-from webhooks.addresses import url_check
+from webhooks.addresses import url_settable
 from webhooks.errors import WebhookNotFound
 from webhooks.models import EventState, Webhook, WebhookEvent, event_types_all
 from webhooks.signing import secret_new
@@ -24,10 +24,11 @@ class WebhookSet:
 
 def webhook_put(*, customer: Customer, url: str, events: list[str] | None = None) -> WebhookSet:
     """Set the customer's webhook (replacing the one it had) with a new signing secret; `events` None takes every
-    type. Raises UrlRefused (400) for a URL events may not be sent to (checked on what its host resolves to now).
+    type. Raises UrlRefused (400) for a URL events may not be sent to (checked on what its host resolves to now;
+    a host that does not resolve is taken, and checked again at each delivery).
 
     Events already recorded and not yet delivered go to the new URL, signed with the new secret."""
-    url_check(url)
+    url_settable(url)
     secret = secret_new()
     webhook, created = Webhook.objects.update_or_create(
         customer=customer,

@@ -78,6 +78,8 @@ def test_a_url_is_taken_apart_for_a_connection_to_an_address_of_our_choosing():
         ("https:///path", "The URL has no host."),
         ("https://user:pw@example.com/", "The URL must not carry a user name or password."),
         ("https://example.com:99999/", "The URL's host or port is not valid."),
+        ("https://[::1/hook", "The URL's host or port is not valid."),  # urlsplit's own ValueError
+        ("https://[example]/hook", "The URL's host or port is not valid."),
         ("https://example.com/a b", "The URL must not contain spaces or control characters."),
         ("https://example.com/\r\nX-Injected: 1", "The URL must not contain spaces or control characters."),
         ("https://example.com/" + "a" * 2000, "The URL is longer than 2000 characters."),

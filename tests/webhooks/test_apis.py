@@ -80,6 +80,7 @@ def test_a_customer_sees_and_changes_only_its_own_webhook(acme, globex):
     [
         ({"url": "ftp://example.com/x"}, {"url": ["Enter an http or https URL."]}),
         ({"url": "not a url"}, {"url": ["The URL must not contain spaces or control characters."]}),
+        ({"url": "https://[::1/hooks"}, {"url": ["The URL's host or port is not valid."]}),
         ({}, {"url": ["This field is required."]}),
         (
             {"url": RECEIVER, "events": ["query.exploded"]},
@@ -93,6 +94,10 @@ def test_a_customer_sees_and_changes_only_its_own_webhook(acme, globex):
         (
             {"url": RECEIVER, "events": "query.failed"},
             {"events": ['Expected a list of items but got type "str".']},
+        ),
+        (
+            {"url": RECEIVER, "event": ["query.failed"]},  # a typo must not subscribe to every type
+            {"event": ["This is not a webhook field; the fields are url, events."]},
         ),
         (
             ["not", "an", "object"],
@@ -126,6 +131,15 @@ def test_private_and_metadata_addresses_are_refused_unless_allowed(acme, setting
     (reason,) = response.json()["message"]["url"]
     assert "which is not a public address" in reason
     assert not Webhook.objects.exists()
+
+
+def test_a_host_that_does_not_resolve_yet_is_taken_and_checked_at_each_delivery(acme, settings):
+    # A name that never resolves (RFC 6761): not an address inside the network, so nothing to refuse yet; each
+    # delivery resolves it again (webhooks.delivery retries it while it does not resolve).
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    response = api_client(acme).put(URL, {"url": "https://hooks.example.invalid/in"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert Webhook.objects.get(customer=acme).url == "https://hooks.example.invalid/in"
 
 
 def test_production_refuses_plain_http(acme, settings):

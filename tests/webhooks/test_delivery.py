@@ -236,6 +236,14 @@ def test_retries_stop_after_the_retry_window(acme, receiver, sent_tasks, setting
     assert event.state == EventState.FAILED and event.attempts == 1
 
 
+def test_a_host_that_does_not_resolve_is_retried(acme, sent_tasks):
+    webhook_put(customer=acme, url="https://hooks.example.invalid/in")
+    event = _emit(acme)
+    assert event_deliver(event_id=event.pk) == "retry"
+    assert DeliveryAttempt.objects.get().error == "hooks.example.invalid does not resolve."
+    assert WebhookEvent.objects.get(pk=event.pk).state == EventState.PENDING
+
+
 def test_the_address_is_checked_again_at_delivery(acme, receiver, sent_tasks, settings):
     _hooked(acme, receiver)
     event = _emit(acme)
