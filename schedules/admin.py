@@ -1,5 +1,6 @@
-"""Operators' view of schedules: per customer, with their next and last run and failures; pause, resume and run
-now (the customer's own services, so an operator's action is what the customer's API call would be)."""
+"""Operators' view of schedules: per customer, with their next and last run and failures; pause, resume, run now
+and delete (the customer's own services, so an operator's action is what the customer's API call would be: a
+deleted schedule's row stays, so that its exports still name it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.http import HttpRequest
 from insights.errors import DomainError
 from schedules.models import Schedule, ScheduleRun
 from schedules.selectors import last_runs_attach
-from schedules.services import schedule_pause, schedule_resume, schedule_run_now
+from schedules.services import schedule_delete, schedule_pause, schedule_resume, schedule_run_now
 
 
 def _to_the_second(moment: Any) -> str:
@@ -54,7 +55,7 @@ class ScheduleAdmin(admin.ModelAdmin):
     list_filter = ("paused", "every", "customer")
     search_fields = ("description", "customer__key")
     list_select_related = ("customer",)
-    actions = ("pause_schedules", "resume_schedules", "run_now")
+    actions = ("pause_schedules", "resume_schedules", "run_now", "delete_schedules")
     inlines = (ScheduleRunInline,)
     fields = (
         "customer",
@@ -93,6 +94,9 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
+        return False  # Django's delete would remove the row and its runs: the delete_schedules action instead
 
     @admin.display(description="runs")
     def cadence(self, obj: Schedule) -> str:
@@ -153,3 +157,12 @@ class ScheduleAdmin(admin.ModelAdmin):
                 )
             else:
                 self.message_user(request, f"Schedule {schedule.pk}: {run.message}", messages.WARNING)
+
+    @admin.action(description="Delete selected schedules (as the customer's DELETE: their exports stay)")
+    def delete_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        reason = f"Deleted by an operator ({request.user.get_username()})."
+        deleted = 0
+        for schedule in queryset.filter(deleted_at=None):
+            schedule_delete(schedule=schedule, reason=reason)
+            deleted += 1
+        self.message_user(request, f"Deleted {deleted} schedule(s).", messages.SUCCESS)

@@ -59,7 +59,7 @@ class Schedule(models.Model):
         indexes = [models.Index(fields=["paused", "next_run_at"], name="schedule_due")]
 
     def __str__(self) -> str:
-        return f"{self.customer_id}/schedule {self.pk}"
+        return f"schedule {self.pk} of {self.customer.key}"
 
     @property
     def query_json(self) -> Any:

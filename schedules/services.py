@@ -29,6 +29,7 @@ from schedules.runs import run_claim, run_dispatch
 from schedules.timing import CALENDAR_WIDTHS, due_after, window_of
 
 PAUSED_BY_CUSTOMER = "Paused by the customer."
+DELETED_BY_CUSTOMER = "Deleted by the customer."
 DESTINATION_NAME = re.compile(r"[-A-Za-z0-9_]+")
 
 
@@ -93,13 +94,15 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> Sched
     return locked
 
 
-def schedule_delete(*, schedule: Schedule, now: datetime | None = None) -> None:
+def schedule_delete(
+    *, schedule: Schedule, reason: str = DELETED_BY_CUSTOMER, now: datetime | None = None
+) -> None:
     """The schedule stops for good and leaves the API; its row stays, so that its exports still name it."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(schedule)
         if not locked.paused:
-            schedule_paused_set(locked, reason="Deleted by the customer.", now=now)
+            schedule_paused_set(locked, reason=reason, now=now)
         locked.deleted_at = now
         locked.save()
 

@@ -80,3 +80,26 @@ def test_schedules_are_not_added_or_edited_in_the_console(admin_client, customer
     assert admin_client.get(f"{LIST}add/").status_code == 403
     page = admin_client.get(f"{LIST}{schedule.pk}/change/").content.decode()
     assert 'name="_save"' not in page
+
+
+def test_an_operator_deletes_a_schedule_as_the_customer_would_and_its_exports_keep_its_id(
+    admin_client, customer_factory, sent_tasks
+):
+    """Django's own delete (the bulk action, the page's button) would remove the row with its runs, and the
+    exports would lose their schedule_id: it is not offered; the console's delete is the customer's DELETE."""
+    schedule = schedule_create(customer=customer_factory("acme", max_concurrent_queries=5), body=BODY)
+    admin_client.post(LIST, {"action": "run_now", "_selected_action": [schedule.pk]})
+    export = ScheduleRun.objects.get(schedule=schedule).query
+    assert admin_client.get(f"{LIST}{schedule.pk}/delete/").status_code == 403
+    listing = admin_client.get(LIST).content.decode()
+    assert 'value="delete_selected"' not in listing and 'value="delete_schedules"' in listing
+
+    response = admin_client.post(
+        LIST, {"action": "delete_schedules", "_selected_action": [schedule.pk]}, follow=True
+    )
+    assert "Deleted 1 schedule(s)." in response.content.decode()
+    schedule.refresh_from_db()
+    assert schedule.deleted_at is not None and schedule.paused
+    assert schedule.paused_reason == "Deleted by an operator (admin)."
+    assert export is not None and ScheduleRun.objects.get(query=export).schedule_id == schedule.pk
+    assert "deleted" in admin_client.get(LIST).content.decode()
