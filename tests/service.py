@@ -335,6 +335,19 @@ def service_running(
         _stop(web)
 
 
+@contextlib.contextmanager
+def service_of_shape(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label: str, **options: Any
+) -> Iterator[Service]:
+    """`service_running` on the shape a module's fixture is parametrised with (`request.param`, one of SHAPES), in
+    a var dir of its own; `label` names its databases; `options` go to `service_running`."""
+    var_dir = tmp_path_factory.mktemp(f"{label}-{request.param}")
+    with service_running(
+        shape=shape_make(request.param, request, var_dir, label), var_dir=var_dir, **options
+    ) as running:
+        yield running
+
+
 def warehouse_rows(service: Service, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     """Rows read straight from the service's warehouse (`?` placeholders, either engine): what a result must
     hold, computed without the service."""

@@ -19,7 +19,7 @@ import pytest
 
 from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.servers import free_port
-from tests.service import BIN, ROOT, SHAPES, Service, service_running, shape_make
+from tests.service import BIN, ROOT, SHAPES, Service, service_of_shape
 
 INSIGHTS = BIN / "insights"
 EXAMPLE = ROOT / "examples" / "calls-and-exits.json"
@@ -36,10 +36,10 @@ BAD_FIELD = {
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"cli-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "cli"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "cli",
         extra_env={"EXPORT_PART_BYTES": "4000"},  # the example's result comes in several parts
     ) as running:
         yield running

@@ -15,7 +15,7 @@ import pytest
 from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.moto import MotoServer, moto_server
 from tests.seed_requests import REQUEST_1
-from tests.service import SHAPES, Service, service_running, shape_make
+from tests.service import SHAPES, Service, service_of_shape
 from tests.sshd import SshdServer, sshd_server
 from tests.test_service_e2e import _submit
 
@@ -28,10 +28,7 @@ def s3() -> Iterator[MotoServer]:
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"delivery-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "delivery"), var_dir=var_dir
-    ) as running:
+    with service_of_shape(request, tmp_path_factory, "delivery") as running:
         running.worker_start()
         yield running
 

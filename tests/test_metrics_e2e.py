@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1
 from tests.servers import _stop, free_port
-from tests.service import SHAPES, Service, process_children, service_running, shape_make
+from tests.service import SHAPES, Service, process_children, service_of_shape
 
 TOKEN = "e2e-metrics-token-0123456789abcdef"
 STATUS_ROUTE = "_rest/v4/dwh/Q/<str:guid>/status"
@@ -59,10 +59,10 @@ def scrape_until(service: Service, check: Callable[[Scrape], bool], timeout: flo
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"metrics-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "metrics"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "metrics",
         extra_env={"METRICS_TOKEN": TOKEN},
     ) as running:
         yield running

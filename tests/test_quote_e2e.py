@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from queries.ingest import DEMO_CUSTOMER_KEYS
-from tests.service import SHAPES, Service, service_running, shape_make, warehouse_rows
+from tests.service import SHAPES, Service, service_of_shape, warehouse_rows
 
 COLLECTION = "/_rest/v4/dwh/Q"
 CALLS = {
@@ -34,10 +34,10 @@ NOT_FOUND = [
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"quote-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "quote"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "quote",
         extra_env={"EXPORT_PART_BYTES": "1024"},  # several parts: downloads compared part by part
     ) as running:
         yield running

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.service import SHAPES, Service, service_running, shape_make
+from tests.service import SHAPES, Service, service_of_shape
 
 CUSTOMER = "sched"
 QUERY = {"data": {"CallEvent": {"fields": ["TimeStamp", "Ani"]}}}
@@ -22,10 +22,10 @@ QUERY = {"data": {"CallEvent": {"fields": ["TimeStamp", "Ani"]}}}
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"schedules-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "schedules_e2e"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "schedules_e2e",
         extra_env={"SCHEDULE_TICK_SECONDS": "2"},  # beat's tick every 2 s instead of every minute
     ) as running:
         start = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()

@@ -20,7 +20,7 @@ import pytest
 
 from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1, REQUEST_2
-from tests.service import SHAPES, Service, service_running, shape_make, warehouse_rows
+from tests.service import SHAPES, Service, service_of_shape, warehouse_rows
 
 NO_ROWS = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lte": "2019-11-26T00:00:00Z"},
@@ -35,10 +35,10 @@ LOCATION = re.compile(
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"service-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "e2e"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "e2e",
         # X-Forwarded-For gives each throttling test a client address of its own.
         extra_env={
             "EXPORT_PART_BYTES": "200000",

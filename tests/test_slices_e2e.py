@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from queries.ingest import DEMO_CUSTOMER_KEYS
-from tests.service import SHAPES, Service, service_running, shape_make
+from tests.service import SHAPES, Service, service_of_shape
 
 CALLS = {
     "timestamp": {"$gte": "2019-11-25T00:00:00Z", "$lt": "2019-11-27T00:00:00Z"},
@@ -31,11 +31,11 @@ WHOLE = {"EXPORT_SPLIT_ROWS": "0", "LOG_LEVEL": "INFO"}
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"slices-{request.param}")
     # Small parts, so that each slice writes several and the numbering across slices is exercised.
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "slices"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "slices",
         extra_env={"EXPORT_PART_BYTES": "4096"},
     ) as running:
         yield running

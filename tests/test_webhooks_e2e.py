@@ -17,7 +17,7 @@ import pytest
 from queries.ingest import DEMO_CUSTOMER_KEYS
 from tests.seed_requests import REQUEST_1
 from tests.servers import _stop, free_port
-from tests.service import SHAPES, Service, service_running, shape_make
+from tests.service import SHAPES, Service, service_of_shape
 from tests.webhooks.receiver import Received, Receiver, receiver_running, signature_valid
 
 NO_ROWS = {
@@ -31,10 +31,10 @@ COMPLETED = ["query.submitted", "query.started", "query.completed"]
 
 @pytest.fixture(scope="module", params=SHAPES)
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    var_dir = tmp_path_factory.mktemp(f"webhooks-{request.param}")
-    with service_running(
-        shape=shape_make(request.param, request, var_dir, "webhooks"),
-        var_dir=var_dir,
+    with service_of_shape(
+        request,
+        tmp_path_factory,
+        "webhooks",
         extra_env={
             "WEBHOOK_ALLOW_PRIVATE": "1",
             "WEBHOOK_BACKOFF_SECONDS": "1",
