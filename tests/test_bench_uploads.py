@@ -59,7 +59,16 @@ def test_rounds_alternate_which_side_goes_first() -> None:
 @pytest.mark.parametrize(
     "section, names",
     [
-        (upload_s3.run, ["s3_upload", "s3_upload_boto3", "s3_upload_cpu"]),
+        (
+            upload_s3.run,
+            [
+                "s3_upload",
+                "s3_upload_boto3",
+                "s3_upload_cpu",
+                "s3_upload_same_checksum",
+                "s3_upload_same_checksum_cpu",
+            ],
+        ),
         (upload_sftp.run, ["sftp_upload", "sftp_upload_openssh_client", "sftp_upload_cpu"]),
     ],
 )
@@ -68,7 +77,7 @@ def test_upload_sections_report_throughput_and_both_ratios(section, names, monke
     monkeypatch.setenv("BENCH_UPLOAD_ROUNDS", "2")
     figures = _section(section, capsys)
     assert sorted(figures) == sorted(names)
-    main, _, cpu = names
+    main, _, cpu, *_ = names
     assert "median of 2 paired rounds" in figures[main]["anchor"]
     assert float(figures[main]["ratio"]) > 0
     assert float(figures[cpu]["ratio"]) > 0
