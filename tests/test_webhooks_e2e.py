@@ -26,6 +26,7 @@ NO_ROWS = {
     "filters": {"CallEvent": {"Ani": {"$eq": "no such number"}}},
 }
 WEBHOOK = "/_rest/v4/webhook"
+PUBLIC_URL = "https://insights.example.com/base"
 COMPLETED = ["query.submitted", "query.started", "query.completed"]
 
 
@@ -42,6 +43,7 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             "WEBHOOK_CONNECT_TIMEOUT_SECONDS": "2",
             # Longer than any export here: the hanging receiver is still hanging when its query completes.
             "WEBHOOK_READ_TIMEOUT_SECONDS": "60",
+            "INSIGHTS_PUBLIC_URL": PUBLIC_URL,  # where customers reach it (behind a proxy): events link there
         },
     ) as running:
         yield running
@@ -136,7 +138,11 @@ def test_a_completed_query_is_announced_at_each_change_signed(
     assert (submitted["status"], submitted["started_at"]) == ("Pending", None)
     assert started["status"] == "Pending" and started["started_at"] is not None
     export = service.request("GET", f"/_rest/v4/dwh/exports/{guid}", key=acme).json()
-    assert export["download_link"].endswith(completed.pop("download_link"))
+    link = f"/_rest/v4/dwh/exports/{guid}?redirect=true"
+    assert (completed.pop("download_link"), export["download_link"]) == (
+        PUBLIC_URL + link,
+        service.base_url + link,
+    )
     assert completed == {k: v for k, v in export.items() if k != "download_link"}
     assert completed["status"] == "Completed" and completed["rows"] > 0
     assert [e["state"] for e in _events(service, guid)] == ["delivered"] * 3
