@@ -20,6 +20,10 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.report import Report
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -100,3 +104,20 @@ def process_cpu(pid: int, *, children: bool = False) -> float:
     if children:
         ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
     return ticks / _TICKS
+
+
+def comparison_report(
+    report: Report, name: str, result: Comparison, *, megabytes: int, anchor: str, cpu_of: str
+) -> None:
+    """An upload comparison's two figures: `name` (our MB/s, the wall ratio with its spread) and `<name>_cpu`
+    (CPU seconds per GB of `cpu_of`, the median of the pairs' CPU ratios)."""
+    report.add(
+        name, result.rate(megabytes), "MB/s", ratio=result.ratio(), anchor=f"{anchor} ({result.spread()})"
+    )
+    report.add(
+        f"{name}_cpu",
+        1024 * result.cpu() / megabytes,
+        "cpu_s/GB",
+        ratio=result.cpu_ratio(),
+        anchor=f"{anchor}: CPU seconds of {cpu_of} per upload, theirs / ours per pair",
+    )

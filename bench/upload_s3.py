@@ -20,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.paired import compare, own_cpu, process_cpu
+from bench.paired import compare, comparison_report, own_cpu, process_cpu
 from bench.report import Report
 from exports.storage.s3 import S3Storage
 from exports.storage.s3.parts import MIB
@@ -69,32 +69,9 @@ def run(report: Report) -> None:
         result = compare(ours, theirs, rounds=rounds, cpu=cpu)
         same = compare(ours, theirs_sha256, rounds=rounds, cpu=cpu)
         storage.close()
-    report.add(
-        "s3_upload",
-        result.rate(megabytes),
-        "MB/s",
-        ratio=result.ratio(),
-        anchor=f"{ANCHOR} ({result.spread()})",
-    )
+    moto = "the client and moto_server"
+    comparison_report(report, "s3_upload", result, megabytes=megabytes, anchor=ANCHOR, cpu_of=moto)
     report.add("s3_upload_boto3", result.rate(megabytes, "theirs"), "MB/s")
-    report.add(
-        "s3_upload_cpu",
-        1024 * result.cpu() / megabytes,
-        "cpu_s/GB",
-        ratio=result.cpu_ratio(),
-        anchor=f"{ANCHOR}: CPU seconds of the client and moto_server per upload, theirs / ours per pair",
-    )
-    report.add(
-        "s3_upload_same_checksum",
-        same.rate(megabytes),
-        "MB/s",
-        ratio=same.ratio(),
-        anchor=f"{SAME_ANCHOR} ({same.spread()})",
-    )
-    report.add(
-        "s3_upload_same_checksum_cpu",
-        1024 * same.cpu() / megabytes,
-        "cpu_s/GB",
-        ratio=same.cpu_ratio(),
-        anchor=f"{SAME_ANCHOR}: CPU seconds of the client and moto_server per upload, theirs / ours per pair",
+    comparison_report(
+        report, "s3_upload_same_checksum", same, megabytes=megabytes, anchor=SAME_ANCHOR, cpu_of=moto
     )

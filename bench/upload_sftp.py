@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.paired import compare, own_cpu, process_cpu
+from bench.paired import compare, comparison_report, own_cpu, process_cpu
 from bench.report import Report
 from exports.storage.sftp import SftpStorage
 from tests.sshd import SshdServer, sshd_server
@@ -84,18 +84,6 @@ def run(report: Report) -> None:
             rounds=rounds,
             cpu=lambda: _server_cpu(server) + own_cpu(),
         )
-    report.add(
-        "sftp_upload",
-        result.rate(megabytes),
-        "MB/s",
-        ratio=result.ratio(),
-        anchor=f"{ANCHOR} ({result.spread()})",
-    )
+    sessions = "the client and the server's sessions"
+    comparison_report(report, "sftp_upload", result, megabytes=megabytes, anchor=ANCHOR, cpu_of=sessions)
     report.add("sftp_upload_openssh_client", result.rate(megabytes, "theirs"), "MB/s")
-    report.add(
-        "sftp_upload_cpu",
-        1024 * result.cpu() / megabytes,
-        "cpu_s/GB",
-        ratio=result.cpu_ratio(),
-        anchor=f"{ANCHOR}: CPU seconds of the client and the server's sessions per upload, theirs / ours per pair",
-    )
