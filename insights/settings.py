@@ -211,7 +211,13 @@ SCHEDULE_CATCH_UP_HOURS = env_int("SCHEDULE_CATCH_UP_HOURS", 24, minimum=1)
 SCHEDULE_MAX_PER_CUSTOMER = env_int("SCHEDULE_MAX_PER_CUSTOMER", 100, minimum=1)
 
 # Celery: Redis in production; a server-less filesystem transport for the embedded default.
+# `filesystem://` names no host, so kombu warned "No hostname was supplied" in every process: the host it falls
+# back to (the transport ignores it) is written out here.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_URL = "filesystem://localhost//"
+    if os.environ.get("CELERY_BROKER_URL"):  # Celery reads the variable itself, ahead of these settings
+        os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {

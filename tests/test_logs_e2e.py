@@ -275,3 +275,12 @@ def test_no_secret_of_the_session_appears_in_any_log(session: Session) -> None:
         for name, text in logs.items():
             assert secret not in text, f"the {what} appears in {name}"
     assert "Bearer" not in "".join(logs.values())  # no Authorization header, whatever it held
+
+
+def test_no_process_warns_about_the_broker_s_url(session: Session) -> None:
+    """kombu warned "No hostname was supplied" in every process on the embedded broker (`filesystem://`)."""
+    for name in PROCESS_LOGS:
+        kombu = [
+            r for r in session.records(name) if r["logger"].startswith("kombu") and r["level"] == "WARNING"
+        ]
+        assert kombu == [], (name, kombu)
