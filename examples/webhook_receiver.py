@@ -11,7 +11,11 @@ import os
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-SECRETS = [secret.strip().encode() for secret in os.environ["INSIGHTS_WEBHOOK_SECRET"].split(",")]
+SECRETS = [
+    secret.strip().encode() for secret in os.environ["INSIGHTS_WEBHOOK_SECRET"].split(",") if secret.strip()
+]
+if not SECRETS:  # an empty key would accept a signature anyone can make
+    raise SystemExit("INSIGHTS_WEBHOOK_SECRET holds no secret")
 TOLERANCE = 300  # seconds: a signature older than this is a replay
 handled: set[str] = set()  # event ids done (use your database: deliveries are at least once)
 
@@ -41,9 +45,8 @@ class Receiver(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if not verified(self.headers.get("Insights-Signature", ""), body, time.time()):
-            self.send_response(
-                400
-            )  # not from Insights (or signed with a secret you do not have): not retried
+            # Not from Insights (or signed with a secret you do not have): a 4xx is not retried.
+            self.send_response(400)
             self.end_headers()
             return
         event = json.loads(body)

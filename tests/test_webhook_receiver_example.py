@@ -34,7 +34,8 @@ def test_the_readme_prints_the_example_as_it_is() -> None:
 def receiver(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log = tmp_path / "receiver.log"
-    env = {**os.environ, "INSIGHTS_WEBHOOK_SECRET": f"{NEW},{OLD}", "RECEIVER_PORT": str(port)}
+    # Spaces and an empty entry (a trailing comma) are what a hand-edited list holds: no empty key may come of it.
+    env = {**os.environ, "INSIGHTS_WEBHOOK_SECRET": f"{NEW}, {OLD},", "RECEIVER_PORT": str(port)}
     with log.open("w") as out:  # its own lines; the server's access log goes to stderr
         process = subprocess.Popen(
             [sys.executable, str(EXAMPLE)], env=env, stdout=out, stderr=subprocess.DEVNULL
@@ -86,6 +87,8 @@ def test_the_example_takes_signed_events_once_and_refuses_the_rest(receiver: tup
         )
         == 400
     )
+    signed_with_nothing = _event("evt_5", "query.failed", 4, {"id": "x", "status": "Failed"})
+    assert _send(url, signed_with_nothing, secret="") == 400
     tampered = completed.replace(b'"rows":2', b'"rows":3')
     assert httpx.post(url, content=tampered, headers={"Insights-Signature": "t=1,v1=00"}).status_code == 400
 
@@ -93,3 +96,9 @@ def test_the_example_takes_signed_events_once_and_refuses_the_rest(receiver: tup
         "query.completed 3 4d1c3ff0 Completed",
         "schedule.paused 1 schedule 7 Deleted.",
     ]
+
+
+def test_the_example_refuses_to_start_without_a_secret() -> None:
+    env = {**os.environ, "INSIGHTS_WEBHOOK_SECRET": " , ", "RECEIVER_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "holds no secret" in done.stderr
