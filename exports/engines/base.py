@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from exports.errors import QueryCanceled
+from exports.errors import QueryCanceled, WarehouseError
 from exports.schema import Column
 
 EVENTS_TABLE = "events"
@@ -173,6 +173,7 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
         self._conn: ConnectionT | None = None
         self._lock = threading.Lock()  # guards _conn, held only to read or swap it
         self._opening = threading.Lock()  # one opening at a time; close() never waits for it
+        self._closings = 0  # close() calls so far: an opening that one overtook is not kept
         self._canceled = threading.Event()  # this statement's cancel (cleared when it ends)
         self._ever_canceled = False  # any cancel in the engine's life: not to be reused
 
@@ -192,17 +193,29 @@ class SessionEngine(WarehouseEngine, Generic[ConnectionT]):
             with self._lock:
                 if self._conn is not None and self._usable(self._conn):
                     return self._conn
-                self._conn = None
+                self._conn, closings = None, self._closings
             conn = self._connect()  # may take long (a slow server): close() must not wait for it
             with self._lock:
-                self._conn = conn
-            return conn
+                if self._closings == closings:
+                    self._conn = conn
+                    return conn
+            self._release(
+                conn
+            )  # the engine was closed meanwhile: what it opened is closed too, not left behind
+            raise WarehouseError(
+                "the engine was closed while its connection was being opened", retryable=True
+            )
 
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
+            self._closings += 1
         if conn is not None:
-            conn.close()
+            self._release(conn)
+
+    def _release(self, conn: ConnectionT) -> None:
+        """Close a connection this engine opened."""
+        conn.close()
 
     def _raise_if_canceled(self) -> None:
         if self._canceled.is_set():

@@ -156,12 +156,9 @@ class SparkEngine(SessionEngine["SparkSession"]):
                 conn.interruptTag(tag)
             threading.Event().wait(next(pauses, _INTERRUPT_RETRIES[-1]))
 
-    def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):  # the server may be gone: nothing to release then
-                conn.stop()
+    def _release(self, conn: SparkSession) -> None:
+        with contextlib.suppress(Exception):  # the server may be gone: nothing to release then
+            conn.stop()
 
     def ping(self) -> None:
         """`SELECT 1` on a new session, within a few seconds (a hung server fails the probe too)."""

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from exports.engines.base import Estimate, SessionEngine, Statement
+from exports.errors import WarehouseError
 from exports.schema import Column
 
 
@@ -64,9 +65,18 @@ def _in_thread(call: Any) -> threading.Thread:
 def test_close_does_not_wait_for_a_connection_being_opened() -> None:
     """close() from another thread (a test's or a supervisor's clean-up) while a session is being opened must
     return at once: it used to wait on the lock held for the whole opening, forever when the server never
-    answered. The connection opened meanwhile is its caller's, and a later close() closes it."""
+    answered. The connection opened meanwhile is closed as soon as it is there (the engine was closed: nothing
+    may be left open), and the caller that asked for it gets a retryable error."""
     engine = _SlowToConnect()
-    connecting = _in_thread(engine._connection)
+    failures: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            engine._connection()
+        except BaseException as exc:
+            failures.append(exc)
+
+    connecting = _in_thread(connect)
     assert engine.connecting.wait(10)
 
     closing = _in_thread(engine.close)
@@ -76,9 +86,12 @@ def test_close_does_not_wait_for_a_connection_being_opened() -> None:
     connecting.join(10)
 
     assert closed_while_connecting, "close() waited for the connection being opened"
-    assert len(engine.opened) == 1
-    engine.close()
-    assert engine.opened[0].closed
+    assert len(engine.opened) == 1 and engine.opened[0].closed
+    assert len(failures) == 1 and isinstance(failures[0], WarehouseError) and failures[0].retryable
+    assert engine._conn is None
+    engine.proceed.clear()
+    engine.proceed.set()
+    assert engine._connection() is engine.opened[1]  # a later call opens anew
 
 
 def test_threads_asking_for_the_connection_at_once_share_one() -> None:
