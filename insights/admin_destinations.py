@@ -96,7 +96,9 @@ class DestinationAdmin(admin.ModelAdmin):
         if given:
             destination_secrets_set(obj, **given)
 
-    @admin.action(description="Test connection (write, read back and delete a probe file)")
+    @admin.action(
+        description="Test connection (write, read back and delete a probe file)", permissions=["change"]
+    )
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Destination]) -> None:
         for destination in queryset.select_related("customer"):
             try:

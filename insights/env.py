@@ -59,13 +59,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def public_url(raw: str) -> str:
-    """INSIGHTS_PUBLIC_URL checked: "" (unset), or an http(s) URL with a host, no query or fragment; returned
-    without its trailing slash, so that an API path can follow it."""
+    """INSIGHTS_PUBLIC_URL checked: "" (unset), or an http(s) URL with a host (and maybe a port and a path), with
+    no credentials, query or fragment; returned without its trailing slash, so that an API path can follow it."""
     if not raw:
         return ""
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ImproperlyConfigured(
-            f"INSIGHTS_PUBLIC_URL must be an http(s) URL with a host, such as https://insights.example.com, not {raw!r}"
-        )
+    refused = ImproperlyConfigured(
+        "INSIGHTS_PUBLIC_URL must be an http(s) URL with a host and no credentials, query or fragment, such as "
+        f"https://insights.example.com, not {raw!r}"
+    )
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - read for its check: a port that is not a number in range raises
+    except ValueError:
+        raise refused from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "?" in raw or "#" in raw:
+        raise refused
+    if parts.username is not None or parts.password is not None:
+        raise refused
     return raw.rstrip("/")
+
+
+def broker_url(raw: str) -> str:
+    """CELERY_BROKER_URL as kombu should get it: `filesystem://` names no host, so kombu warned "No hostname was
+    supplied" in every process; the host it falls back to (the transport ignores it) is written out."""
+    return "filesystem://localhost//" if raw == "filesystem://" else raw

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from insights.env import env_bool, env_int, env_list, env_str, public_url
+from insights.env import broker_url, env_bool, env_int, env_list, env_str, public_url
 from insights.failpoints import failpoints_parse
 from insights.logs import log_format_parse, log_level_parse, logging_config
 
@@ -211,13 +211,9 @@ SCHEDULE_CATCH_UP_HOURS = env_int("SCHEDULE_CATCH_UP_HOURS", 24, minimum=1)
 SCHEDULE_MAX_PER_CUSTOMER = env_int("SCHEDULE_MAX_PER_CUSTOMER", 100, minimum=1)
 
 # Celery: Redis in production; a server-less filesystem transport for the embedded default.
-# `filesystem://` names no host, so kombu warned "No hostname was supplied" in every process: the host it falls
-# back to (the transport ignores it) is written out here.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    CELERY_BROKER_URL = "filesystem://localhost//"
-    if os.environ.get("CELERY_BROKER_URL"):  # Celery reads the variable itself, ahead of these settings
-        os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
+CELERY_BROKER_URL = broker_url(env_str("CELERY_BROKER_URL", "filesystem://"))
+if os.environ.get("CELERY_BROKER_URL"):  # Celery reads the variable itself, ahead of these settings
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = (
     {

@@ -65,9 +65,17 @@ def body_read(path: str) -> Any:
     except (OSError, UnicodeDecodeError) as error:
         raise CliError(f"cannot read {path}: {error}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except ValueError as error:  # JSONDecodeError is one
         raise CliError(f"{path} is not JSON: {error}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object read from the body: a key given twice is refused, as the service refuses it."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        raise ValueError(f"a key appears twice in one object: {[key for key, _ in pairs]}")
+    return obj
 
 
 def body_with_format(body: Any, output_format: str) -> Any:

@@ -395,7 +395,7 @@ class QueryRequestAdmin(admin.ModelAdmin):
             return f"{(obj.finished_at - obj.started_at).total_seconds():.3f} s"
         return "-"
 
-    @admin.action(description="Cancel selected pending queries")
+    @admin.action(description="Cancel selected pending queries", permissions=["operate"])
     def cancel_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         canceled = 0
         for query in queryset.filter(status=QueryStatus.PENDING):
@@ -410,7 +410,9 @@ class QueryRequestAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Re-run selected queries (as new queries of the same customer)")
+    @admin.action(
+        description="Re-run selected queries (as new queries of the same customer)", permissions=["operate"]
+    )
     def rerun_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         for query in queryset.select_related("customer"):
             try:
@@ -426,7 +428,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Query {query.guid}: re-run as {created.guid}.", messages.SUCCESS)
 
-    @admin.action(description="Re-deliver selected results to the customer's default destination")
+    @admin.action(
+        description="Re-deliver selected results to the customer's default destination",
+        permissions=["operate"],
+    )
     def redeliver_queries(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         for query in queryset.filter(status=QueryStatus.COMPLETED).select_related("customer", "destination"):
             destination = destination_default(query.customer)
@@ -439,7 +444,10 @@ class QueryRequestAdmin(admin.ModelAdmin):
                 where = destination or "local storage"
                 self.message_user(request, f"Query {query.guid}: re-delivered to {where}.", messages.SUCCESS)
 
-    @admin.action(description="Delete selected results (their files too, as the customer's DELETE)")
+    @admin.action(
+        description="Delete selected results (their files too, as the customer's DELETE)",
+        permissions=["remove"],
+    )
     def delete_results(self, request: HttpRequest, queryset: QuerySet[QueryRequest]) -> None:
         """DELETE /dwh/exports/{guid} for each: Pending ones are canceled, ended ones become Deleted and their
         files go from their destination. The row stays (the customer's GET then answers 410, not 404)."""
@@ -453,6 +461,15 @@ class QueryRequestAdmin(admin.ModelAdmin):
             else:
                 state = "cancel requested" if done.status == QueryStatus.PENDING else done.status
                 self.message_user(request, f"Query {query.guid}: {state}.", messages.SUCCESS)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Who may cancel, re-run and re-deliver queries: whoever Django's change permission names (the pages
+        themselves are read-only for everyone)."""
+        return bool(request.user.has_perm("queries.change_queryrequest"))
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        """Who may delete results: whoever Django's delete permission names."""
+        return bool(request.user.has_perm("queries.delete_queryrequest"))
 
     def has_delete_permission(self, request: HttpRequest, obj: QueryRequest | None = None) -> bool:
         """Removing a row would leave its files behind forever (retention works from the rows) and turn the

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import prefetch_related_objects
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -300,7 +300,11 @@ class ExportSerializer(serializers.Serializer):
         request = self.context.get("request")
         if request is not None:
             return request.build_absolute_uri(path)
-        return settings.PUBLIC_URL + path  # a webhook event's, the admin's: absolute when the address is set
+        if not settings.PUBLIC_URL:
+            return path
+        # A webhook event's, the admin's: under the public address, which holds any prefix the service is mounted
+        # at (the path holds it too when the admin's request set one).
+        return f"{settings.PUBLIC_URL}/{path.removeprefix(get_script_prefix())}"
 
     @extend_schema_field(
         {"type": "boolean", "description": "Completed, and its files are there to download."}

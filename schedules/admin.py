@@ -124,7 +124,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             return "-"
         return f"{_to_the_second(run.due_at)} {run.state}"
 
-    @admin.action(description="Pause selected schedules")
+    @admin.action(description="Pause selected schedules", permissions=["operate"])
     def pause_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         reason = f"Paused by an operator ({request.user.get_username()})."
         paused = 0
@@ -133,7 +133,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             paused += 1
         self.message_user(request, f"Paused {paused} schedule(s).", messages.SUCCESS)
 
-    @admin.action(description="Resume selected schedules")
+    @admin.action(description="Resume selected schedules", permissions=["operate"])
     def resume_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         resumed = 0
         for schedule in queryset.filter(paused=True, deleted_at=None):
@@ -141,7 +141,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             resumed += 1
         self.message_user(request, f"Resumed {resumed} schedule(s).", messages.SUCCESS)
 
-    @admin.action(description="Run selected schedules now")
+    @admin.action(description="Run selected schedules now", permissions=["operate"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         for schedule in queryset.filter(deleted_at=None):
             try:
@@ -158,7 +158,20 @@ class ScheduleAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Schedule {schedule.pk}: {run.message}", messages.WARNING)
 
-    @admin.action(description="Delete selected schedules (as the customer's DELETE: their exports stay)")
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Who may pause, resume and run schedules now: whoever Django's change permission names (the pages
+        themselves are read-only for everyone)."""
+        return bool(request.user.has_perm("schedules.change_schedule"))
+
+    def has_remove_permission(self, request: HttpRequest) -> bool:
+        """Who may run delete_schedules: whoever Django's delete permission names (has_delete_permission says
+        no to everyone, to take Django's own delete away)."""
+        return bool(request.user.has_perm("schedules.delete_schedule"))
+
+    @admin.action(
+        description="Delete selected schedules (as the customer's DELETE: their exports stay)",
+        permissions=["remove"],
+    )
     def delete_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         reason = f"Deleted by an operator ({request.user.get_username()})."
         deleted = 0

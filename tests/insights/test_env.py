@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from insights.env import env_int, public_url
+from insights.env import broker_url, env_int, public_url
 
 
 @pytest.mark.parametrize(("raw", "expected"), [(None, 1), ("", 1), ("0", 0), ("3", 3)])
@@ -59,8 +59,24 @@ def test_public_url_is_kept_without_its_trailing_slash(raw, expected):
 
 @pytest.mark.parametrize(
     "raw",
-    ["insights.example.com", "ftp://insights.example.com", "https://", "https://h/?a=1", "https://h/#x"],
+    [
+        "insights.example.com",
+        "ftp://insights.example.com",
+        "https://",
+        "https://h/?a=1",
+        "https://h/?",
+        "https://h/#x",
+        "http://[::1",
+        "https://h:99999/",
+        "https://h:abc/",
+        "https://user:secret@h/",
+    ],
 )
 def test_a_public_url_that_cannot_prefix_a_path_stops_start_up(raw):
     with pytest.raises(ImproperlyConfigured, match="INSIGHTS_PUBLIC_URL must be an http"):
         public_url(raw)
+
+
+def test_the_embedded_broker_url_names_the_host_kombu_assumes():
+    assert broker_url("filesystem://") == "filesystem://localhost//"
+    assert broker_url("redis://redis:6379/0") == "redis://redis:6379/0"

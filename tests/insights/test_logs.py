@@ -385,17 +385,17 @@ def test_every_line_of_a_run_carries_its_guid_customer_and_attempt_even_from_the
         assert (record["guid"], record["customer"], record["attempt"]) == (query.guid, "acme", 1)
 
 
-def test_the_embedded_broker_names_its_host_so_kombu_warns_nothing(caplog):
+def test_the_embedded_broker_names_its_host_so_kombu_warns_nothing(caplog, tmp_path):
     """`filesystem://` (the default) names no host: kombu logged a WARNING "No hostname was supplied" in every
     process that touched the broker. The settings write out the host it assumes."""
-    from django.conf import settings
     from kombu import Connection
 
-    assert settings.CELERY_BROKER_URL == "filesystem://localhost//"
-    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    from insights.env import broker_url
+
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
     with (
         caplog.at_level(logging.WARNING, logger="kombu"),
-        Connection(settings.CELERY_BROKER_URL, transport_options=options) as connection,
+        Connection(broker_url("filesystem://"), transport_options=options) as connection,
     ):
         connection.clone().release()
         connection.as_uri()  # the worker's banner

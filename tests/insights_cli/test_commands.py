@@ -57,7 +57,11 @@ def test_help_is_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("{", "body.json is not JSON: Expecting property name"), (None, "cannot read body.json")],
+    [
+        ("{", "body.json is not JSON: Expecting property name"),
+        ('{"a": 1, "a": 2}', "body.json is not JSON: a key appears twice in one object: ['a', 'a']"),
+        (None, "cannot read body.json"),
+    ],
 )
 def test_a_body_that_is_not_json_is_exit_1_before_any_request(
     text: str | None,

@@ -157,3 +157,27 @@ def test_the_live_view_counts_no_slot_for_a_joined_reuse(admin_client, customer_
         follower.guid in page
         and f'following <a href="/admin/queries/queryrequest/{running.pk}/change/">' in page
     )
+
+
+def test_actions_are_offered_by_the_operators_permissions(client, django_user_model, customer_factory):
+    """A view-only operator sees queries and changes nothing: cancel, re-run and re-deliver need the change
+    permission, deleting results the delete permission (the pages are read-only for everyone)."""
+    from django.contrib.auth.models import Permission
+
+    _query(customer_factory("acme"))
+    operator = django_user_model.objects.create_user("viewer", password="pw-123456789", is_staff=True)
+
+    def offered(*codenames: str) -> set[str]:
+        operator.user_permissions.set([Permission.objects.get(codename=name) for name in codenames])
+        client.force_login(django_user_model.objects.get(pk=operator.pk))  # a fresh permission cache
+        page = client.get("/admin/queries/queryrequest/").content.decode()
+        names = ("cancel_queries", "rerun_queries", "redeliver_queries", "delete_results")
+        return {name for name in names if f'value="{name}"' in page}
+
+    assert offered("view_queryrequest") == set()
+    assert offered("view_queryrequest", "change_queryrequest") == {
+        "cancel_queries",
+        "rerun_queries",
+        "redeliver_queries",
+    }
+    assert offered("view_queryrequest", "delete_queryrequest") == {"delete_results"}

@@ -170,3 +170,19 @@ def test_beat_does_not_announce_endings_from_before_the_webhook(customer_factory
     QueryRequest.objects.filter(pk=old.pk).update(status=QueryStatus.FAILED, finished_at=timezone.now())
     webhook_put(customer=customer, url="http://127.0.0.1:9/hooks")
     assert webhook_events_catch_up() == 0
+
+
+def test_a_link_under_the_public_url_holds_the_mount_prefix_once(acme, settings):
+    """Inside a request of a service mounted at /base/ (SCRIPT_NAME), reverse() gives /base/_rest/...: the public
+    address already says /base."""
+    from django.urls import get_script_prefix, set_script_prefix
+
+    settings.PUBLIC_URL = "https://insights.example.com/base"
+    query = _pending(acme)
+    before = get_script_prefix()
+    set_script_prefix("/base/")
+    try:
+        link = ExportSerializer(query).data["download_link"]
+    finally:
+        set_script_prefix(before)
+    assert link == f"https://insights.example.com/base/_rest/v4/dwh/exports/{query.guid}?redirect=true"

@@ -103,3 +103,26 @@ def test_an_operator_deletes_a_schedule_as_the_customer_would_and_its_exports_ke
     assert schedule.paused_reason == "Deleted by an operator (admin)."
     assert export is not None and ScheduleRun.objects.get(query=export).schedule_id == schedule.pk
     assert "deleted" in admin_client.get(LIST).content.decode()
+
+
+def test_actions_are_offered_by_the_operators_permissions(client, django_user_model, customer_factory):
+    from django.contrib.auth.models import Permission
+
+    schedule_create(customer=customer_factory("acme"), body=BODY)  # a list with no rows offers no action
+    viewer = django_user_model.objects.create_user("viewer", password="pw-123456789", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_schedule"))
+    client.force_login(viewer)
+    listing = client.get(LIST).content.decode()
+    assert "Daily calls" in listing and 'value="pause_schedules"' not in listing
+    assert 'value="delete_schedules"' not in listing
+    viewer.user_permissions.add(Permission.objects.get(codename="change_schedule"))
+    viewer = django_user_model.objects.get(pk=viewer.pk)  # permissions are cached per user object
+    client.force_login(viewer)
+    listing = client.get(LIST).content.decode()
+    for action in ("pause_schedules", "resume_schedules", "run_now"):
+        assert f'value="{action}"' in listing, action
+    assert 'value="delete_schedules"' not in listing
+    viewer.user_permissions.add(Permission.objects.get(codename="delete_schedule"))
+    viewer = django_user_model.objects.get(pk=viewer.pk)
+    client.force_login(viewer)
+    assert 'value="delete_schedules"' in client.get(LIST).content.decode()
