@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from exports.errors import StorageError
+from insights.admin_actions import OperatorActions
 from insights.destinations import destination_default
 from queries.apis import file_chunks
 from queries.delivery import query_storage, result_redeliver
@@ -69,7 +70,7 @@ class ReuseFilter(admin.SimpleListFilter):
 
 
 @admin.register(QueryRequest)
-class QueryRequestAdmin(admin.ModelAdmin):
+class QueryRequestAdmin(OperatorActions):
     # Fits 1280 px beside the filters: times to the second, the description cut short, the run time instead of
     # its two ends, the attempt beside the status when there was more than one.
     list_display = (
@@ -461,15 +462,6 @@ class QueryRequestAdmin(admin.ModelAdmin):
             else:
                 state = "cancel requested" if done.status == QueryStatus.PENDING else done.status
                 self.message_user(request, f"Query {query.guid}: {state}.", messages.SUCCESS)
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        """Who may cancel, re-run and re-deliver queries: whoever Django's change permission names (the pages
-        themselves are read-only for everyone)."""
-        return bool(request.user.has_perm("queries.change_queryrequest"))
-
-    def has_remove_permission(self, request: HttpRequest) -> bool:
-        """Who may delete results: whoever Django's delete permission names."""
-        return bool(request.user.has_perm("queries.delete_queryrequest"))
 
     def has_delete_permission(self, request: HttpRequest, obj: QueryRequest | None = None) -> bool:
         """Removing a row would leave its files behind forever (retention works from the rows) and turn the

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from insights.admin_actions import OperatorActions
 from insights.errors import DomainError
 from schedules.models import Schedule, ScheduleRun
 from schedules.selectors import last_runs_attach
@@ -40,7 +41,7 @@ class ScheduleRunInline(admin.TabularInline):
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(OperatorActions):
     list_display = (
         "id",
         "customer",
@@ -157,16 +158,6 @@ class ScheduleAdmin(admin.ModelAdmin):
                 )
             else:
                 self.message_user(request, f"Schedule {schedule.pk}: {run.message}", messages.WARNING)
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        """Who may pause, resume and run schedules now: whoever Django's change permission names (the pages
-        themselves are read-only for everyone)."""
-        return bool(request.user.has_perm("schedules.change_schedule"))
-
-    def has_remove_permission(self, request: HttpRequest) -> bool:
-        """Who may run delete_schedules: whoever Django's delete permission names (has_delete_permission says
-        no to everyone, to take Django's own delete away)."""
-        return bool(request.user.has_perm("schedules.delete_schedule"))
 
     @admin.action(
         description="Delete selected schedules (as the customer's DELETE: their exports stay)",
